@@ -1,0 +1,11 @@
+#pragma once
+// Every rule a setup must satisfy before anything launches. A broken rule is
+// one Error naming the values and the rule.
+#include "moebench/config/model_config.h"
+#include "moebench/config/parallel_config.h"
+
+namespace moebench::config {
+
+void validate(const ModelConfig& model, const ParallelConfig& parallel);
+
+}  // namespace moebench::config

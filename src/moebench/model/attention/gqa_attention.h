@@ -1,0 +1,55 @@
+#pragma once
+// Grouped-query self-attention as Megatron-Core's SelfAttention (TE spec).
+//
+// linear_qkv is one fused projection laid out per query group, as Megatron
+// stores it: for each of the G groups, the rows of its H/G query heads, then
+// its key head, then its value head ([q_g0 | k_g0 | v_g0 | q_g1 | ...], each
+// head kv_channels rows). The optional bias follows the same layout. With
+// --qk-layernorm the per-head RMSNorms (Qwen3's q_norm / k_norm) run before
+// RoPE. The input norm is the layer's (fused as linear_qkv.layer_norm_weight
+// in TE naming) and is owned by TransformerLayer.
+//
+// Parameters under `prefix` (decoder.layers.N.self_attention):
+//   linear_qkv.weight   [G*(H/G+2)*d, h]   linear_qkv.bias [G*(H/G+2)*d] (--add-qkv-bias)
+//   q_layernorm.weight  [d]                k_layernorm.weight [d]        (--qk-layernorm)
+//   linear_proj.weight  [h, H*d]
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "moebench/config/model_config.h"
+#include "moebench/model/linear.h"
+#include "moebench/model/rmsnorm.h"
+#include "moebench/model/rotary.h"
+
+namespace moebench::model {
+
+class GqaAttention {
+ public:
+  struct Context {
+    int64_t batch = 0, seq = 0;
+    Tensor inp;                               // [N, h], already normed
+    RMSNorm::Context q_norm, k_norm;          // when qk_layernorm
+    Tensor q, k, v;                           // [N, H|G, d] as attention saw them
+    Tensor attn;                              // [N, H*d]
+    Tensor lse;                               // [B, H, S]
+  };
+
+  GqaAttention(const std::string& prefix, const config::ModelConfig& config, uint64_t seed);
+
+  // inp [B*S, h] -> out [B*S, h].
+  Tensor forward(const Tensor& inp, int64_t batch, int64_t seq, Context& context) const;
+  // Returns dinp; accumulates parameter grads.
+  Tensor backward(const Tensor& dout, const Context& context);
+
+  void collect(std::vector<Parameter*>& parameters);
+
+ private:
+  int64_t heads_, groups_, head_dim_;
+  Linear linear_qkv_;
+  std::optional<RMSNorm> q_layernorm_, k_layernorm_;
+  Linear linear_proj_;
+  RotaryEmbedding rotary_;
+};
+
+}  // namespace moebench::model

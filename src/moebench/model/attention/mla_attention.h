@@ -1,0 +1,77 @@
+#pragma once
+// Multi-latent attention as Megatron-Core's MLASelfAttention (TE spec, with
+// --qk-layernorm) and DeepSeek-V2/V3.
+//
+// Queries: linear_q_proj (no q-LoRA), or linear_q_down_proj -> RMSNorm
+// (linear_q_up_proj.layer_norm_weight) -> linear_q_up_proj. Each query head is
+// [q_nope (qk_head_dim) | q_pe (qk_pos_emb_head_dim)].
+// Keys and values: linear_kv_down_proj gives [latent (kv_lora_rank) | k_pe];
+// the latent goes through RMSNorm (linear_kv_up_proj.layer_norm_weight) and
+// linear_kv_up_proj to per-head [k_nope | v]; k_pe is one rope head shared by
+// all heads. RoPE uses DeepSeek's interleaved pair layout, so hub weights need
+// no permutation. The input norm is the layer's (input_layernorm.weight).
+//
+// Parameters under `prefix` (decoder.layers.N.self_attention), H heads, h hidden:
+//   linear_q_proj.weight                 [H*(dn+dr), h]          (q_lora_rank == 0)
+//   linear_q_down_proj.weight            [q_lora, h]             (q_lora_rank > 0)
+//   linear_q_up_proj.layer_norm_weight   [q_lora]
+//   linear_q_up_proj.weight              [H*(dn+dr), q_lora]
+//   linear_kv_down_proj.weight           [kv_lora + dr, h]
+//   linear_kv_up_proj.layer_norm_weight  [kv_lora]
+//   linear_kv_up_proj.weight             [H*(dn+dv), kv_lora]
+//   linear_proj.weight                   [h, H*dv]
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "moebench/config/model_config.h"
+#include "moebench/model/linear.h"
+#include "moebench/model/model_conventions.h"
+#include "moebench/model/rmsnorm.h"
+#include "moebench/model/rotary.h"
+
+namespace moebench::model {
+
+class MlaAttention {
+ public:
+  struct Context {
+    int64_t batch = 0, seq = 0;
+    Tensor inp;                  // [N, h], already normed
+    Tensor q_latent;             // [N, q_lora] (q-LoRA only)
+    RMSNorm::Context q_norm;     // (q-LoRA only)
+    Tensor q_latent_normed;      // [N, q_lora] (q-LoRA only)
+    RMSNorm::Context kv_norm;
+    Tensor kv_latent_normed;     // [N, kv_lora]
+    Tensor q, k, v;              // [N, H, dn+dr], [N, H, dn+dr], [N, H, dv] as attention saw them
+    Tensor attn;                 // [N, H*dv]
+    Tensor lse;                  // [B, H, S]
+  };
+
+  MlaAttention(const std::string& prefix, const config::ModelConfig& config, uint64_t seed,
+               const ModelConventions& conventions);
+
+  // inp [B*S, h] -> out [B*S, h].
+  Tensor forward(const Tensor& inp, int64_t batch, int64_t seq, Context& context) const;
+  // Returns dinp; accumulates parameter grads.
+  Tensor backward(const Tensor& dout, const Context& context);
+
+  void collect(std::vector<Parameter*>& parameters);
+
+ private:
+  Tensor project_queries(const Tensor& inp, Context& context) const;
+  Tensor project_queries_backward(const Tensor& dq, const Context& context);
+
+  int64_t heads_, nope_dim_, rope_dim_, v_dim_, kv_lora_rank_;
+  double softmax_scale_;
+  std::optional<Linear> linear_q_proj_;       // without q-LoRA
+  std::optional<Linear> linear_q_down_proj_;  // with q-LoRA
+  std::optional<RMSNorm> q_layernorm_;
+  std::optional<Linear> linear_q_up_proj_;
+  Linear linear_kv_down_proj_;
+  RMSNorm kv_layernorm_;
+  Linear linear_kv_up_proj_;
+  Linear linear_proj_;
+  RotaryEmbedding rotary_;
+};
+
+}  // namespace moebench::model

@@ -1,0 +1,31 @@
+#pragma once
+// A linear layer out = inp @ weight^T (+ bias), Megatron's ColumnParallel /
+// RowParallelLinear on one rank. Stateless between calls: the caller keeps
+// the input its backward needs.
+#include <string>
+
+#include "moebench/model/parameter.h"
+
+namespace moebench::model {
+
+struct Linear {
+  Parameter weight;  // [out_features, in_features], named <prefix>.weight
+  Parameter bias;    // [out_features], named <prefix>.bias; undefined value when absent
+
+  // weight ~ normal(0, std); bias zeros when `with_bias`.
+  Linear(const std::string& prefix, int64_t in_features, int64_t out_features, float std,
+         uint64_t seed, bool with_bias = false, bool is_expert = false);
+
+  bool has_bias() const { return bias.value.defined(); }
+  int64_t in_features() const { return weight.value.size(1); }
+  int64_t out_features() const { return weight.value.size(0); }
+
+  // inp [N, in] -> out [N, out].
+  Tensor forward(const Tensor& inp) const;
+  // Returns dinp [N, in]; accumulates weight.grad (and bias.grad).
+  Tensor backward(const Tensor& dout, const Tensor& inp);
+
+  void collect(std::vector<Parameter*>& parameters);
+};
+
+}  // namespace moebench::model

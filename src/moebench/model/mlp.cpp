@@ -1,0 +1,35 @@
+#include "moebench/model/mlp.h"
+
+#include "moebench/ops/swiglu.h"
+
+namespace moebench::model {
+
+MLP::MLP(const std::string& prefix, int64_t hidden, int64_t ffn, float std, float fc2_std,
+         uint64_t seed)
+    : linear_fc1_(prefix + ".linear_fc1", hidden, 2 * ffn, std, seed),
+      linear_fc2_(prefix + ".linear_fc2", ffn, hidden, fc2_std, seed) {}
+
+Tensor MLP::forward(const Tensor& inp, Context& context) const {
+  const int64_t n = inp.size(0), ffn = linear_fc2_.in_features();
+  context.inp = inp;
+  context.fc1 = linear_fc1_.forward(inp);
+  context.act = Tensor::empty({n, ffn}, DType::F32);
+  ops::cpu::swiglu_forward(context.act.data<float>(), context.fc1.data<float>(), n, ffn);
+  return linear_fc2_.forward(context.act);
+}
+
+Tensor MLP::backward(const Tensor& dout, const Context& context) {
+  const int64_t n = context.inp.size(0), ffn = linear_fc2_.in_features();
+  Tensor dact = linear_fc2_.backward(dout, context.act);
+  Tensor dfc1 = Tensor::empty({n, 2 * ffn}, DType::F32);
+  ops::cpu::swiglu_backward(dfc1.data<float>(), dact.data<float>(), context.fc1.data<float>(), n,
+                            ffn);
+  return linear_fc1_.backward(dfc1, context.inp);
+}
+
+void MLP::collect(std::vector<Parameter*>& parameters) {
+  linear_fc1_.collect(parameters);
+  linear_fc2_.collect(parameters);
+}
+
+}  // namespace moebench::model

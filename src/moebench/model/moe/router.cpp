@@ -1,0 +1,278 @@
+#include "moebench/model/moe/router.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "moebench/core/rng.h"
+#include "moebench/model/parameter_init.h"
+#include "moebench/ops/activation.h"
+#include "moebench/ops/gemm.h"
+#include "moebench/ops/permute.h"
+
+namespace moebench::model {
+namespace {
+
+using config::LoadBalancing;
+using config::ScoreFunction;
+
+// Megatron's sigmoid top-k > 1 renormalisation guard.
+constexpr float kNormaliseEps = 1e-20f;
+
+// Gradient of a = s / (sum(s) + eps), s = sigmoid(l), for one row of `count`
+// entries: dl = (da - sum(da * a)) / Z * s * (1 - s).
+void normalised_sigmoid_backward(float* dlogits, const float* da, const float* a,
+                                 const float* s, int64_t count, bool normalised) {
+  float z = kNormaliseEps, dot = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    z += s[i];
+    dot += da[i] * a[i];
+  }
+  for (int64_t i = 0; i < count; ++i) {
+    const float ds = normalised ? (da[i] - dot) / z : da[i];
+    dlogits[i] = ds * s[i] * (1 - s[i]);
+  }
+}
+
+}  // namespace
+
+TopKRouter::TopKRouter(const std::string& prefix, const config::ModelConfig& config,
+                       uint64_t seed, const ModelConventions& conventions)
+    : weight(normal_parameter(prefix + ".weight",
+                              {config.moe.num_experts, config.hidden_size},
+                              float(config.init_method_std), seed)),
+      expert_bias(Tensor::zeros({config.moe.num_experts}, DType::F32)),
+      local_tokens_per_expert(Tensor::zeros({config.moe.num_experts}, DType::F32)),
+      moe_(config.moe),
+      group_score_(conventions.group_score),
+      prefix_(prefix),
+      seed_(seed) {}
+
+Tensor TopKRouter::compute_logits(const Tensor& inp) {
+  const int64_t n = inp.size(0), experts = weight.value.size(0), hidden = weight.value.size(1);
+  Tensor logits = Tensor::empty({n, experts}, DType::F32);
+  if (moe_.force_load_balancing) {
+    // Fresh normal logits per call, so every expert gets tokens in expectation.
+    const CounterRng rng(seed_, prefix_ + ".force_load_balancing");
+    const uint64_t offset = forward_calls_ * uint64_t(n * experts);
+    for (int64_t i = 0; i < n * experts; ++i) logits.data<float>()[i] = rng.normal(offset + i);
+  } else {
+    ops::cpu::linear_forward(logits.data<float>(), inp.data<float>(), weight.value.data<float>(),
+                             nullptr, n, hidden, experts);
+  }
+  ++forward_calls_;
+  return logits;
+}
+
+void TopKRouter::select_topk(const Tensor& logits, Context& context) const {
+  const int64_t n = logits.size(0), experts = logits.size(1), k = moe_.topk;
+  context.indices = Tensor::empty({n, k}, DType::I64);
+  context.topk_probs = Tensor::empty({n, k}, DType::F32);
+  int64_t* indices = context.indices.data<int64_t>();
+  float* probs = context.topk_probs.data<float>();
+  auto topk_of = [&](const float* scores, float* values) {
+    if (moe_.num_groups > 0) {
+      ops::cpu::group_limited_topk(values, indices, scores, n, experts, k, moe_.num_groups,
+                                   moe_.group_topk, group_score_);
+    } else {
+      ops::cpu::topk(values, indices, scores, n, experts, k);
+    }
+  };
+
+  if (moe_.score_function == ScoreFunction::Softmax) {
+    if (!moe_.pre_softmax) {
+      context.topk_logits = Tensor::empty({n, k}, DType::F32);
+      topk_of(logits.data<float>(), context.topk_logits.data<float>());
+      ops::cpu::softmax_forward(probs, context.topk_logits.data<float>(), n, k);
+      return;
+    }
+    context.scores = Tensor::empty({n, experts}, DType::F32);
+    ops::cpu::softmax_forward(context.scores.data<float>(), logits.data<float>(), n, experts);
+    topk_of(context.scores.data<float>(), probs);
+    return;
+  }
+
+  context.scores = Tensor::empty({n, experts}, DType::F32);
+  const float* scores = context.scores.data<float>();
+  ops::cpu::sigmoid_forward(context.scores.data<float>(), logits.data<float>(), n * experts);
+  if (moe_.expert_bias) {
+    // Choose on the biased scores, weigh by the unbiased ones.
+    Tensor biased = context.scores.clone();
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t e = 0; e < experts; ++e)
+        biased.data<float>()[t * experts + e] += expert_bias.data<float>()[e];
+    topk_of(biased.data<float>(), probs);
+    for (int64_t i = 0; i < n * k; ++i) probs[i] = scores[(i / k) * experts + indices[i]];
+  } else {
+    topk_of(scores, probs);
+  }
+  if (k > 1) {
+    for (int64_t t = 0; t < n; ++t) {
+      float sum = kNormaliseEps;
+      for (int64_t i = 0; i < k; ++i) sum += probs[t * k + i];
+      for (int64_t i = 0; i < k; ++i) probs[t * k + i] /= sum;
+    }
+  }
+}
+
+double TopKRouter::auxiliary_losses(const Tensor& logits, Context& context) const {
+  const int64_t n = logits.size(0), experts = logits.size(1), k = moe_.topk;
+  const bool balance = moe_.load_balancing != LoadBalancing::None && moe_.aux_loss_coeff > 0;
+  const bool z_loss = moe_.z_loss_coeff > 0;
+  if (!balance && !z_loss) return 0.0;
+  context.aux_dlogits = Tensor::zeros({n, experts}, DType::F32);
+  float* aux_dlogits = context.aux_dlogits.data<float>();
+  double loss = 0;
+
+  if (balance) {
+    // Scores of the aux loss: softmax, or sigmoid normalised per token for k > 1.
+    const bool sigmoid = moe_.score_function == ScoreFunction::Sigmoid;
+    Tensor sig = Tensor::empty({n, experts}, DType::F32);
+    Tensor scores = Tensor::empty({n, experts}, DType::F32);
+    float* p = scores.data<float>();
+    if (sigmoid) {
+      ops::cpu::sigmoid_forward(sig.data<float>(), logits.data<float>(), n * experts);
+      for (int64_t t = 0; t < n; ++t) {
+        float sum = kNormaliseEps;
+        for (int64_t e = 0; e < experts; ++e) sum += sig.data<float>()[t * experts + e];
+        for (int64_t e = 0; e < experts; ++e)
+          p[t * experts + e] = k > 1 ? sig.data<float>()[t * experts + e] / sum
+                                     : sig.data<float>()[t * experts + e];
+      }
+    } else {
+      ops::cpu::softmax_forward(p, logits.data<float>(), n, experts);
+    }
+    std::vector<float> values(n * k);
+    std::vector<int64_t> chosen(n * k);
+    ops::cpu::topk(values.data(), chosen.data(), p, n, experts, k);
+
+    // A "sequence" is the whole batch for aux_loss, one row of [B, S] for seq_aux_loss.
+    const bool per_sequence = moe_.load_balancing == LoadBalancing::SeqAuxLoss;
+    const int64_t sequences = per_sequence ? context.batch : 1;
+    const int64_t length = n / sequences;
+    const double scale = moe_.aux_loss_coeff * experts /
+                         (double(k) * double(length) * double(length) * double(sequences));
+    std::vector<float> dscores(n * experts);
+    for (int64_t b = 0; b < sequences; ++b) {
+      std::vector<double> counts(experts, 0.0);
+      for (int64_t t = b * length; t < (b + 1) * length; ++t)
+        for (int64_t i = 0; i < k; ++i) counts[chosen[t * k + i]] += 1;
+      for (int64_t t = b * length; t < (b + 1) * length; ++t) {
+        for (int64_t e = 0; e < experts; ++e) {
+          loss += scale * counts[e] * p[t * experts + e];
+          dscores[t * experts + e] = float(scale * counts[e]);
+        }
+      }
+    }
+    std::vector<float> dlogits(n * experts);
+    if (sigmoid) {
+      for (int64_t t = 0; t < n; ++t)
+        normalised_sigmoid_backward(dlogits.data() + t * experts, dscores.data() + t * experts,
+                                    p + t * experts, sig.data<float>() + t * experts, experts,
+                                    k > 1);
+    } else {
+      ops::cpu::softmax_backward(dlogits.data(), dscores.data(), p, n, experts);
+    }
+    for (int64_t i = 0; i < n * experts; ++i) aux_dlogits[i] += dlogits[i];
+  }
+
+  if (z_loss) {
+    const float* l = logits.data<float>();
+    for (int64_t t = 0; t < n; ++t) {
+      const float* row = l + t * experts;
+      const double max = *std::max_element(row, row + experts);
+      double sum = 0;
+      for (int64_t e = 0; e < experts; ++e) sum += std::exp(row[e] - max);
+      const double lse = max + std::log(sum);
+      loss += moe_.z_loss_coeff * lse * lse / double(n);
+      for (int64_t e = 0; e < experts; ++e)
+        aux_dlogits[t * experts + e] +=
+            float(moe_.z_loss_coeff * 2.0 * lse / double(n) * std::exp(row[e] - lse));
+    }
+  }
+  return loss;
+}
+
+Routing TopKRouter::forward(const Tensor& inp, int64_t batch, int64_t seq, Context& context,
+                            double& aux_loss) {
+  const int64_t n = inp.size(0), experts = weight.value.size(0), k = moe_.topk;
+  context.batch = batch;
+  context.seq = seq;
+  context.inp = inp;
+  const Tensor logits = compute_logits(inp);
+  select_topk(logits, context);
+  aux_loss += auxiliary_losses(logits, context);
+
+  Routing routing{context.indices.clone(), context.topk_probs.clone()};
+  float* probs = routing.probs.data<float>();
+  for (int64_t i = 0; i < n * k; ++i) probs[i] *= float(moe_.topk_scaling_factor);
+  if (moe_.capacity_factor > 0) {
+    const auto capacity = int64_t(std::ceil(double(n * k) / experts * moe_.capacity_factor));
+    ops::cpu::drop_tokens_over_capacity(routing.routing_map.data<int64_t>(), probs, n, k, experts,
+                                        capacity);
+  }
+  const int64_t* map = routing.routing_map.data<int64_t>();
+  for (int64_t i = 0; i < n * k; ++i)
+    if (map[i] >= 0) local_tokens_per_expert.data<float>()[map[i]] += 1;
+  return routing;
+}
+
+Tensor TopKRouter::backward(const Tensor& dprobs, const Context& context, double loss_scale) {
+  const int64_t n = context.inp.size(0), hidden = weight.value.size(1);
+  const int64_t experts = weight.value.size(0), k = moe_.topk;
+  Tensor dinp = Tensor::zeros({n, hidden}, DType::F32);
+  if (moe_.force_load_balancing) return dinp;  // random logits do not depend on the weight
+
+  std::vector<float> dvalues(n * k);
+  for (int64_t i = 0; i < n * k; ++i)
+    dvalues[i] = dprobs.data<float>()[i] * float(moe_.topk_scaling_factor);
+  const int64_t* indices = context.indices.data<int64_t>();
+  Tensor dlogits = Tensor::zeros({n, experts}, DType::F32);
+  float* dl = dlogits.data<float>();
+
+  if (moe_.score_function == ScoreFunction::Softmax && !moe_.pre_softmax) {
+    std::vector<float> dselected(n * k);
+    ops::cpu::softmax_backward(dselected.data(), dvalues.data(),
+                               context.topk_probs.data<float>(), n, k);
+    for (int64_t i = 0; i < n * k; ++i) dl[(i / k) * experts + indices[i]] += dselected[i];
+  } else if (moe_.score_function == ScoreFunction::Softmax) {
+    std::vector<float> dscores(n * experts, 0.0f);
+    for (int64_t i = 0; i < n * k; ++i) dscores[(i / k) * experts + indices[i]] += dvalues[i];
+    ops::cpu::softmax_backward(dl, dscores.data(), context.scores.data<float>(), n, experts);
+  } else {
+    std::vector<float> selected(k), dselected(k);
+    for (int64_t t = 0; t < n; ++t) {
+      for (int64_t i = 0; i < k; ++i)
+        selected[i] = context.scores.data<float>()[t * experts + indices[t * k + i]];
+      normalised_sigmoid_backward(dselected.data(), dvalues.data() + t * k,
+                                  context.topk_probs.data<float>() + t * k, selected.data(), k,
+                                  k > 1);
+      for (int64_t i = 0; i < k; ++i) dl[t * experts + indices[t * k + i]] += dselected[i];
+    }
+  }
+  if (context.aux_dlogits.defined()) {
+    for (int64_t i = 0; i < n * experts; ++i)
+      dl[i] += float(loss_scale) * context.aux_dlogits.data<float>()[i];
+  }
+  ops::cpu::linear_backward(dinp.data<float>(), weight.grad.data<float>(), nullptr, dl,
+                            context.inp.data<float>(), weight.value.data<float>(), n, hidden,
+                            experts);
+  return dinp;
+}
+
+void TopKRouter::update_expert_bias() {
+  if (!moe_.expert_bias) return;
+  const int64_t experts = expert_bias.numel();
+  float* counts = local_tokens_per_expert.data<float>();
+  double total = 0;
+  for (int64_t e = 0; e < experts; ++e) total += counts[e];
+  const double mean = total / double(experts);
+  for (int64_t e = 0; e < experts; ++e) {
+    const double offset = mean - counts[e];
+    const float sign = offset > 0 ? 1.0f : (offset < 0 ? -1.0f : 0.0f);
+    expert_bias.data<float>()[e] += sign * float(moe_.bias_update_rate);
+  }
+  local_tokens_per_expert.fill_(0.0);
+}
+
+}  // namespace moebench::model

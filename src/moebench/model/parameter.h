@@ -1,0 +1,19 @@
+#pragma once
+// A named model parameter with its gradient: what optimizers, checkpoints and
+// converters see of a module. Names are Megatron-Core's state-dict names
+// (decoder.layers.3.self_attention.linear_qkv.weight, ...).
+#include <string>
+
+#include "moebench/core/tensor.h"
+
+namespace moebench::model {
+
+struct Parameter {
+  std::string name;
+  Tensor value;   // float32 on the CPU engine
+  Tensor grad;    // same shape; accumulated by backward, cleared by zero_grad
+  bool weight_decay = true;  // false for norms and biases, as Megatron
+  bool is_expert = false;    // routed expert weight: reduced over expert-DP
+};
+
+}  // namespace moebench::model

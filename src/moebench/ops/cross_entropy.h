@@ -1,0 +1,41 @@
+#pragma once
+// Cross-entropy of next-token logits over a padded vocabulary, and the
+// loss-mask reduction Megatron applies to the per-token losses.
+//
+// logits are [N, Vpad]: only the first V columns are vocabulary; the columns
+// V..Vpad-1 are ignored (treated as -inf) and get zero gradient. Passing
+// V == Vpad softmaxes over every column, as Megatron's
+// vocab_parallel_cross_entropy does over its padded vocabulary.
+// Labels are int64 in [0, V); anything else throws moebench::Error.
+// Activation gradients are written (=). Optional pointers and scalars are
+// std::type_identity_t<T> so that T is deduced from the other arrays and
+// nullptr or a literal can be passed.
+#include <cstdint>
+#include <type_traits>
+
+namespace moebench::ops::cpu {
+
+// losses[N] = logsumexp(logits[i, :V]) - logits[i, labels[i]] (max-subtracted,
+// so stable). Instantiated for float and double.
+template <typename T>
+void cross_entropy_forward(T* losses, const T* logits, const std::int64_t* labels, std::int64_t n,
+                           std::int64_t vocab, std::int64_t padded_vocab);
+
+// dlogits[N, Vpad] = dlosses[i] * (softmax(logits[i, :V]) - onehot(labels[i])),
+// and 0 in the padded columns.
+template <typename T>
+void cross_entropy_backward(T* dlogits, const T* dlosses, const T* logits,
+                            const std::int64_t* labels, std::int64_t n, std::int64_t vocab,
+                            std::int64_t padded_vocab);
+
+// sum(loss_mask * losses) / sum(loss_mask) over N tokens; a null loss_mask
+// counts every token. Throws when the mask selects no token.
+template <typename T>
+T masked_mean_forward(const T* losses, const std::type_identity_t<T>* loss_mask, std::int64_t n);
+
+// dlosses[N] = dmean * loss_mask[i] / sum(loss_mask).
+template <typename T>
+void masked_mean_backward(T* dlosses, std::type_identity_t<T> dmean,
+                          const std::type_identity_t<T>* loss_mask, std::int64_t n);
+
+}  // namespace moebench::ops::cpu

@@ -1,0 +1,59 @@
+#pragma once
+// Token permutation for MoE dispatch and combine, with Megatron-Core's
+// moe_utils semantics: tokens are gathered into expert-sorted order (stable:
+// within one expert, ascending token order), and combined back weighted by
+// their routing probabilities. Dropping by capacity follows Megatron's
+// "probs" drop policy. All arrays are row-major and contiguous. Forward and
+// backward take their arguments in the same order; activation gradients are
+// written (=).
+//
+// Vocabulary, for `tokens` tokens each routed to `topk` experts:
+//   routing_map [tokens, topk]  expert index of each (token, slot); -1 marks a
+//                               dropped slot. A token's experts are distinct.
+//   probs       [tokens, topk]  routing weight of each (token, slot).
+//   row_id_map  [rows]          for each permuted row, its slot token * topk + slot;
+//                               rows = number of slots that are not dropped.
+#include <cstdint>
+
+namespace moebench::ops::cpu {
+
+// Fills row_id_map (room for tokens * topk) and tokens_per_expert[num_experts];
+// returns rows. Permuted rows run expert 0's tokens, then expert 1's, ...
+std::int64_t sort_slots_by_expert(std::int64_t* row_id_map, std::int64_t* tokens_per_expert,
+                                  const std::int64_t* routing_map, std::int64_t tokens,
+                                  std::int64_t topk, std::int64_t num_experts);
+
+// permuted[rows, hidden] = input[row_id_map[r] / topk]. Instantiated for float and double.
+template <typename T>
+void permute_forward(T* permuted, const T* input, const std::int64_t* row_id_map, std::int64_t rows,
+                     std::int64_t tokens, std::int64_t topk, std::int64_t hidden);
+
+// dinput[tokens, hidden] = the scatter-add of dpermuted onto each row's token.
+template <typename T>
+void permute_backward(T* dinput, const T* dpermuted, const std::int64_t* row_id_map,
+                      std::int64_t rows, std::int64_t tokens, std::int64_t topk,
+                      std::int64_t hidden);
+
+// out[tokens, hidden]: out[t] = sum over t's kept slots of probs[slot] * expert_out[row].
+template <typename T>
+void unpermute_forward(T* out, const T* expert_out, const T* probs, const std::int64_t* row_id_map,
+                       std::int64_t rows, std::int64_t tokens, std::int64_t topk,
+                       std::int64_t hidden);
+
+// dexpert_out[rows, hidden] = probs[slot] * dout[token];
+// dprobs[tokens, topk] = dout[token] . expert_out[row], 0 for dropped slots.
+template <typename T>
+void unpermute_backward(T* dexpert_out, T* dprobs, const T* dout, const T* expert_out,
+                        const T* probs, const std::int64_t* row_id_map, std::int64_t rows,
+                        std::int64_t tokens, std::int64_t topk, std::int64_t hidden);
+
+// Megatron's "probs" drop policy: each expert keeps at most `capacity` of its
+// tokens, those with the highest probs (ties: lower token index), and the
+// rest are dropped in place (routing_map slot = -1, probs slot = 0). Returns
+// the number of dropped slots.
+template <typename T>
+std::int64_t drop_tokens_over_capacity(std::int64_t* routing_map, T* probs, std::int64_t tokens,
+                                       std::int64_t topk, std::int64_t num_experts,
+                                       std::int64_t capacity);
+
+}  // namespace moebench::ops::cpu

@@ -1,0 +1,19 @@
+#pragma once
+// SwiGLU on Megatron's fused fc1 output: each row of inp[N,2F] is
+// [gate | up], the first F columns the gate projection and the next F the
+// up projection, and out[N,F] = silu(gate) * up with silu(x) = x * sigmoid(x).
+// Activation gradients are written (=).
+#include <cstdint>
+
+namespace moebench::ops::cpu {
+
+// out[N,F] from inp[N,2F]; `f` is the width of one half (ffn_hidden_size).
+// Instantiated for float and double.
+template <typename T>
+void swiglu_forward(T* out, const T* inp, std::int64_t n, std::int64_t f);
+
+// dinp[N,2F] = [dgate | dup] from dout[N,F] and the forward's inp[N,2F].
+template <typename T>
+void swiglu_backward(T* dinp, const T* dout, const T* inp, std::int64_t n, std::int64_t f);
+
+}  // namespace moebench::ops::cpu

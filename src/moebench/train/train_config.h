@@ -1,0 +1,60 @@
+#pragma once
+// The training hyper-parameters of a run, typed, with Megatron-LM's defaults
+// for what the flags leave out: length, learning-rate schedule, Adam, gradient
+// clipping, logging, evaluation, exit conditions and output places.
+#include <filesystem>
+#include <string>
+
+#include "moebench/config/flag_map.h"
+
+namespace moebench::train {
+
+enum class LrDecayStyle { Constant, Linear, Cosine };
+
+struct TrainConfig {
+  // Length: --train-iters, or --train-samples from which Megatron derives
+  // train_iters = train_samples / GBS (rounded down).
+  long long train_iters = 0;
+  long long train_samples = 0;  // 0: the run is iteration-based
+
+  // Learning rate, as Megatron's OptimizerParamScheduler (lr_schedule.h).
+  double lr = 0.0;
+  double min_lr = 0.0;
+  LrDecayStyle lr_decay_style = LrDecayStyle::Linear;
+  long long lr_warmup_iters = 0;
+  long long lr_warmup_samples = 0;
+  double lr_warmup_fraction = -1.0;  // negative: not given
+  double lr_warmup_init = 0.0;
+  long long lr_decay_iters = 0;      // 0: not given (defaults to the training length)
+  long long lr_decay_samples = 0;
+
+  // Adam with decoupled weight decay, gradient clipping by global norm.
+  double weight_decay = 0.01;
+  double adam_beta1 = 0.9;
+  double adam_beta2 = 0.999;
+  double adam_eps = 1e-8;
+  double clip_grad = 1.0;  // 0: no clipping
+
+  long long seed = 1234;
+  int log_interval = 100;
+  int eval_interval = 1000;
+  int eval_iters = 100;
+  double exit_duration_in_mins = 0.0;  // 0: no time limit
+
+  std::filesystem::path output_dir;
+  std::filesystem::path tensorboard_dir;  // empty: <output_dir>/tensorboard
+  // true: a NaN/Inf loss or gradient stops the run; false: the iteration is skipped and counted.
+  bool check_for_nan = true;
+  bool mock_data = false;
+  bool has_data_path = false;
+};
+
+// Reads the training flags; `global_batch` converts between iterations and
+// samples. Throws an Error for a missing --lr or length and for conflicting
+// flags (both --train-iters and --train-samples, an iteration-based warmup
+// with a sample-based run, --lr-warmup-fraction with explicit warmup, ...).
+TrainConfig train_config_from_flags(const config::FlagMap& flags, long long global_batch);
+
+const char* lr_decay_style_name(LrDecayStyle style);
+
+}  // namespace moebench::train

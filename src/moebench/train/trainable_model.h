@@ -1,0 +1,42 @@
+#pragma once
+// What the trainer needs of a model: GPTModel's training interface, behind a
+// virtual base so the training loop is one compiled function for any model
+// with that interface (GPTModel in runs, small stand-ins in tests).
+#include <vector>
+
+#include "moebench/data/microbatch.h"
+#include "moebench/model/gpt_model.h"
+#include "moebench/model/parameter.h"
+
+namespace moebench::train {
+
+class TrainableModel {
+ public:
+  virtual ~TrainableModel() = default;
+  // Loss of one microbatch; keeps what backward needs.
+  virtual model::ForwardOutput forward(const data::Microbatch& batch) = 0;
+  // Accumulates d(lm_loss + aux_loss) x loss_scale into the gradients.
+  virtual void backward(double loss_scale) = 0;
+  virtual std::vector<model::Parameter*> parameters() = 0;
+  virtual void zero_grad() = 0;
+  virtual void update_expert_bias() = 0;
+};
+
+// Adapts any model with GPTModel's member functions, held by reference.
+template <typename Model>
+class TrainableModelRef final : public TrainableModel {
+ public:
+  explicit TrainableModelRef(Model& model) : model_(model) {}
+  model::ForwardOutput forward(const data::Microbatch& batch) override {
+    return model_.forward(batch.tokens, batch.labels, batch.loss_mask);
+  }
+  void backward(double loss_scale) override { model_.backward(loss_scale); }
+  std::vector<model::Parameter*> parameters() override { return model_.parameters(); }
+  void zero_grad() override { model_.zero_grad(); }
+  void update_expert_bias() override { model_.update_expert_bias(); }
+
+ private:
+  Model& model_;
+};
+
+}  // namespace moebench::train

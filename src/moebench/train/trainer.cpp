@@ -1,0 +1,177 @@
+#include "moebench/train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <utility>
+
+#include "moebench/core/error.h"
+#include "moebench/obs/host_memory.h"
+
+namespace moebench::train {
+namespace {
+
+AdamOptions adam_options(const TrainConfig& t) {
+  AdamOptions options;
+  options.beta1 = t.adam_beta1;
+  options.beta2 = t.adam_beta2;
+  options.eps = t.adam_eps;
+  options.weight_decay = t.weight_decay;
+  options.clip_grad = t.clip_grad;
+  return options;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+std::string number(double value) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", value);
+  return text;
+}
+
+constexpr const char* kSkipAdvice =
+    "; lower --lr or check the data, or pass --no-check-for-nan-in-loss-and-grad to skip such iterations";
+
+}  // namespace
+
+Trainer::Trainer(TrainableModel& model, const TrainingSetup& setup, const data::MicrobatchSource& train_data,
+                 const data::MicrobatchSource& validation_data, TrainingObserver observer)
+    : model_(model),
+      setup_(setup),
+      train_data_(train_data),
+      validation_data_(validation_data),
+      observer_(std::move(observer)),
+      optimizer_(model.parameters(), adam_options(setup.train)),
+      schedule_(LearningRateSchedule::from_config(setup.train, setup.parallel.global_batch)) {
+  const auto& p = setup_.parallel;
+  if (p.num_microbatches() < 1 || p.global_batch != p.num_microbatches() * p.micro_batch * p.data_parallel())
+    throw Error("GBS=" + std::to_string(p.global_batch) + " must be a positive multiple of MBS x DP = " +
+                std::to_string(p.micro_batch) + " x " + std::to_string(p.data_parallel()));
+}
+
+int64_t Trainer::microbatch_start(int64_t batch_start, int microbatch) const {
+  const int64_t mbs = setup_.parallel.micro_batch;
+  return batch_start + int64_t(microbatch) * mbs * setup_.parallel.data_parallel() + data_parallel_rank_ * mbs;
+}
+
+Trainer::StepResult Trainer::train_step(int64_t iteration) {
+  const int microbatches = setup_.parallel.num_microbatches();
+  StepResult step;
+  model_.zero_grad();
+  timers_.start("forward-backward");
+  for (int m = 0; m < microbatches; ++m) {
+    timers_.start("batch-generator");
+    const data::Microbatch batch =
+        train_data_.microbatch(microbatch_start(consumed_samples_, m), setup_.parallel.micro_batch);
+    timers_.stop("batch-generator");
+    const model::ForwardOutput out = model_.forward(batch);
+    // Each microbatch's loss is a mean over its tokens; scaling by 1/microbatches
+    // makes the accumulated gradient that of the mean over the global batch.
+    model_.backward(1.0 / microbatches);
+    step.lm_loss += out.lm_loss / microbatches;
+    step.load_balancing_loss += out.aux_loss / microbatches;
+  }
+  timers_.stop("forward-backward");
+  // With data parallelism the gradients are all-reduced over DP ranks here,
+  // and the losses averaged for the log; with one rank there is nothing to reduce.
+
+  step.nan_loss = !std::isfinite(step.lm_loss) || !std::isfinite(step.load_balancing_loss);
+  if (step.nan_loss && setup_.train.check_for_nan)
+    throw Error("iteration " + std::to_string(iteration) + ": the loss is not finite (lm loss " +
+                number(step.lm_loss) + ", load-balancing loss " + number(step.load_balancing_loss) + ")" +
+                kSkipAdvice);
+  if (step.nan_loss) {
+    step.grad_norm = NAN;
+    step.skipped = true;
+    return step;
+  }
+
+  timers_.start("optimizer");
+  const OptimizerStep update = optimizer_.step(schedule_.lr_at(double(scheduler_samples_)));
+  timers_.stop("optimizer");
+  step.grad_norm = update.grad_norm;
+  step.skipped = !update.applied;
+  if (step.skipped && setup_.train.check_for_nan)
+    throw Error("iteration " + std::to_string(iteration) + ": the gradient norm is " + number(update.grad_norm) +
+                kSkipAdvice);
+  if (update.applied) {
+    scheduler_samples_ += setup_.parallel.global_batch;
+    model_.update_expert_bias();
+  }
+  return step;
+}
+
+double Trainer::evaluate() {
+  const int microbatches = setup_.parallel.num_microbatches();
+  double loss = 0;
+  for (int i = 0; i < setup_.train.eval_iters; ++i) {
+    for (int m = 0; m < microbatches; ++m)
+      loss += model_.forward(validation_data_.microbatch(microbatch_start(consumed_validation_samples_, m),
+                                                          setup_.parallel.micro_batch))
+                  .lm_loss;
+    consumed_validation_samples_ += setup_.parallel.global_batch;
+  }
+  return loss / (double(setup_.train.eval_iters) * microbatches);
+}
+
+TrainingSummary Trainer::train() {
+  const TrainConfig& t = setup_.train;
+  const auto& p = setup_.parallel;
+  const auto start = std::chrono::steady_clock::now();
+  const bool validate = t.eval_iters > 0;
+  TrainingSummary summary;
+  int64_t last_evaluated = 0;
+  for (int64_t iteration = 1; iteration <= t.train_iters; ++iteration) {
+    const auto iteration_start = std::chrono::steady_clock::now();
+    const StepResult step = train_step(iteration);
+    const double seconds = seconds_since(iteration_start);
+
+    consumed_samples_ += p.global_batch;
+    summary.iterations = iteration;
+    summary.consumed_samples = consumed_samples_;
+    summary.skipped_iterations += step.skipped;
+    summary.nan_iterations += step.nan_loss;
+    summary.last_lm_loss = step.lm_loss;
+
+    IterationRecord record;
+    record.iteration = iteration;
+    record.train_iters = t.train_iters;
+    record.consumed_samples = consumed_samples_;
+    record.global_batch_size = p.global_batch;
+    record.elapsed_ms = seconds * 1e3;
+    record.tflops_per_gpu = setup_.flops_per_iteration / seconds / p.world_size / 1e12;
+    record.tokens_per_second = double(p.global_batch) * double(setup_.seq_length) / seconds;
+    record.learning_rate = schedule_.lr_at(double(scheduler_samples_));
+    record.lm_loss = step.lm_loss;
+    record.load_balancing_loss = step.load_balancing_loss;
+    record.grad_norm = step.grad_norm;
+    record.skipped = step.skipped;
+    record.nan_loss = step.nan_loss;
+    record.skipped_iterations = summary.skipped_iterations;
+    record.nan_iterations = summary.nan_iterations;
+    record.peak_rss_bytes = peak_resident_bytes();
+    record.timers_ms = timers_.read_and_reset_ms();
+    if (observer_.on_iteration) observer_.on_iteration(record);
+
+    if (validate && t.eval_interval > 0 && iteration % t.eval_interval == 0) {
+      const ValidationRecord validation{iteration, evaluate()};
+      last_evaluated = iteration;
+      if (observer_.on_validation) observer_.on_validation(validation);
+    }
+    if (t.exit_duration_in_mins > 0 && seconds_since(start) / 60.0 > t.exit_duration_in_mins) {
+      summary.stopped_by_time_limit = iteration < t.train_iters;
+      break;
+    }
+  }
+  // Megatron evaluates once more at the end of training.
+  if (validate && last_evaluated != summary.iterations) {
+    const ValidationRecord validation{summary.iterations, evaluate()};
+    if (observer_.on_validation) observer_.on_validation(validation);
+  }
+  return summary;
+}
+
+}  // namespace moebench::train

@@ -1,0 +1,82 @@
+#pragma once
+// The training loop of Megatron's pretrain(): per iteration, gradient
+// accumulation over GBS / (MBS x DP) microbatches, gradient clipping, an Adam
+// step at the scheduled learning rate, the expert-bias update, and a record
+// of the iteration for obs; evaluation every eval-interval iterations;
+// stopping at train-iters or after exit-duration-in-mins.
+#include <cstdint>
+#include <functional>
+
+#include "moebench/config/parallel_config.h"
+#include "moebench/data/microbatch.h"
+#include "moebench/obs/iteration_log.h"
+#include "moebench/obs/timers.h"
+#include "moebench/train/adam_optimizer.h"
+#include "moebench/train/lr_schedule.h"
+#include "moebench/train/trainable_model.h"
+#include "moebench/train/train_config.h"
+
+namespace moebench::train {
+
+struct TrainingSetup {
+  TrainConfig train;
+  config::ParallelConfig parallel;  // batch sizes and world size
+  int64_t seq_length = 0;
+  double flops_per_iteration = 0;   // flops_per_iteration(model, GBS), for TFLOP/s per GPU
+};
+
+// Where records go; either may be empty.
+struct TrainingObserver {
+  std::function<void(const IterationRecord&)> on_iteration;
+  std::function<void(const ValidationRecord&)> on_validation;
+};
+
+struct TrainingSummary {
+  int64_t iterations = 0;
+  int64_t consumed_samples = 0;
+  int64_t skipped_iterations = 0;
+  int64_t nan_iterations = 0;
+  bool stopped_by_time_limit = false;  // exit-duration-in-mins reached before train-iters
+  double last_lm_loss = 0;
+};
+
+class Trainer {
+ public:
+  // Keeps references: all must outlive the trainer.
+  Trainer(TrainableModel& model, const TrainingSetup& setup, const data::MicrobatchSource& train_data,
+          const data::MicrobatchSource& validation_data, TrainingObserver observer);
+
+  // Runs to the end. A NaN/Inf loss or gradient norm throws an Error naming
+  // the iteration unless check_for_nan is off; then the iteration makes no
+  // update and is counted as skipped (and as NaN when the loss was).
+  TrainingSummary train();
+
+ private:
+  struct StepResult {
+    double lm_loss = 0;
+    double load_balancing_loss = 0;
+    double grad_norm = 0;
+    bool nan_loss = false;
+    bool skipped = false;
+  };
+  StepResult train_step(int64_t iteration);
+  double evaluate();
+  // First sample of microbatch `microbatch` of this data-parallel rank in the
+  // global batch that starts at `batch_start` (Megatron's pretraining sampler).
+  int64_t microbatch_start(int64_t batch_start, int microbatch) const;
+
+  TrainableModel& model_;
+  TrainingSetup setup_;
+  const data::MicrobatchSource& train_data_;
+  const data::MicrobatchSource& validation_data_;
+  TrainingObserver observer_;
+  AdamOptimizer optimizer_;
+  LearningRateSchedule schedule_;
+  Timers timers_;
+  int64_t consumed_samples_ = 0;
+  int64_t consumed_validation_samples_ = 0;
+  int64_t scheduler_samples_ = 0;  // advances only with applied updates, as Megatron's scheduler
+  int data_parallel_rank_ = 0;
+};
+
+}  // namespace moebench::train

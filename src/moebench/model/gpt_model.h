@@ -8,6 +8,7 @@
 
 #include "moebench/config/model_config.h"
 #include "moebench/core/tensor.h"
+#include "moebench/model/model_conventions.h"
 #include "moebench/model/parameter.h"
 
 namespace moebench::model {
@@ -24,6 +25,8 @@ class GPTModel {
   // projections scaled by 1/sqrt(2 x num_layers); norms 1), from `seed` and each
   // parameter's name, so the values do not depend on device or rank count.
   GPTModel(const config::ModelConfig& config, uint64_t seed);
+  // The same, computing as `conventions` say where HF and Megatron differ.
+  GPTModel(const config::ModelConfig& config, uint64_t seed, const ModelConventions& conventions);
   ~GPTModel();
   GPTModel(GPTModel&&) noexcept;
   GPTModel& operator=(GPTModel&&) noexcept;
@@ -38,6 +41,8 @@ class GPTModel {
 
   std::vector<Parameter*> parameters();
   Parameter& parameter(const std::string& name);  // throws Error naming the unknown parameter
+  // Non-trained state that checkpoints keep (router expert biases).
+  std::vector<Buffer> buffers();
   void zero_grad();
   // Aux-loss-free routing: after the optimizer step, move each MoE layer's
   // expert bias by its update rate towards balanced load (no-op otherwise).

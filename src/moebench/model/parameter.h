@@ -16,4 +16,11 @@ struct Parameter {
   bool is_expert = false;    // routed expert weight: reduced over expert-DP
 };
 
+// A named tensor of model state that is not trained by the optimizer but
+// belongs in checkpoints (e.g. decoder.layers.N.mlp.router.expert_bias).
+struct Buffer {
+  std::string name;
+  Tensor value;  // shared with the module: writing it changes the model
+};
+
 }  // namespace moebench::model

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "moebench/model/elementwise.h"
 #include "moebench/ops/attention.h"
 
 namespace moebench::model {
@@ -24,16 +25,14 @@ config::RopeConfig full_rotation(config::RopeConfig rope) {
 }  // namespace
 
 MlaAttention::MlaAttention(const std::string& prefix, const config::ModelConfig& config,
-                           uint64_t seed, const ModelConventions& conventions)
+                           uint64_t seed)
     : heads_(config.num_attention_heads),
       nope_dim_(config.mla.qk_head_dim),
       rope_dim_(config.mla.qk_pos_emb_head_dim),
       v_dim_(config.mla.v_head_dim),
       kv_lora_rank_(config.mla.kv_lora_rank),
-      softmax_scale_(conventions.mla_softmax_yarn_mscale
-                         ? ops::mla_softmax_scale(nope_dim_ + rope_dim_,
-                                                  RotaryEmbedding::yarn_scaling(config.rope))
-                         : 1.0 / std::sqrt(double(nope_dim_ + rope_dim_))),
+      softmax_scale_(ops::mla_softmax_scale(nope_dim_ + rope_dim_,
+                                            RotaryEmbedding::yarn_scaling(config.rope))),
       linear_kv_down_proj_(prefix + ".linear_kv_down_proj", config.hidden_size,
                            kv_lora_rank_ + rope_dim_, float(config.init_method_std), seed),
       kv_layernorm_(prefix + ".linear_kv_up_proj.layer_norm_weight", kv_lora_rank_,
@@ -162,10 +161,7 @@ Tensor MlaAttention::backward(const Tensor& dout, const Context& context) {
                kv_lora_rank_, 0, tokens, kv_lora_rank_);
   copy_columns(dkv_down.data<float>(), kv_lora_rank_ + rope_dim_, kv_lora_rank_,
                dk_pe.data<float>(), rope_dim_, 0, tokens, rope_dim_);
-  Tensor dinp_kv = linear_kv_down_proj_.backward(dkv_down, context.inp);
-  float* total = dinp.data<float>();
-  const float* extra = dinp_kv.data<float>();
-  for (int64_t i = 0; i < dinp.numel(); ++i) total[i] += extra[i];
+  add_into(dinp, linear_kv_down_proj_.backward(dkv_down, context.inp));
   return dinp;
 }
 

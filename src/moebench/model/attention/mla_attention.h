@@ -9,7 +9,10 @@
 // the latent goes through RMSNorm (linear_kv_up_proj.layer_norm_weight) and
 // linear_kv_up_proj to per-head [k_nope | v]; k_pe is one rope head shared by
 // all heads. RoPE uses DeepSeek's interleaved pair layout, so hub weights need
-// no permutation. The input norm is the layer's (input_layernorm.weight).
+// no permutation. Scores are scaled by 1/sqrt(dn+dr) times
+// yarn_mscale(factor, mscale_all_dim)^2 under YaRN, as Megatron and HF
+// transformers 5 (DeepSeek-V2 and V3) do. The input norm is the layer's
+// (input_layernorm.weight).
 //
 // Parameters under `prefix` (decoder.layers.N.self_attention), H heads, h hidden:
 //   linear_q_proj.weight                 [H*(dn+dr), h]          (q_lora_rank == 0)
@@ -26,7 +29,6 @@
 
 #include "moebench/config/model_config.h"
 #include "moebench/model/linear.h"
-#include "moebench/model/model_conventions.h"
 #include "moebench/model/rmsnorm.h"
 #include "moebench/model/rotary.h"
 
@@ -47,8 +49,7 @@ class MlaAttention {
     Tensor lse;                  // [B, H, S]
   };
 
-  MlaAttention(const std::string& prefix, const config::ModelConfig& config, uint64_t seed,
-               const ModelConventions& conventions);
+  MlaAttention(const std::string& prefix, const config::ModelConfig& config, uint64_t seed);
 
   // inp [B*S, h] -> out [B*S, h].
   Tensor forward(const Tensor& inp, int64_t batch, int64_t seq, Context& context) const;

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "moebench/core/error.h"
 #include "moebench/core/rng.h"
 #include "moebench/model/parameter_init.h"
 #include "moebench/ops/activation.h"
@@ -34,6 +35,20 @@ void normalised_sigmoid_backward(float* dlogits, const float* da, const float* a
   }
 }
 
+// The convention's group score, or Megatron's: the sum of each group's top
+// topk/group_topk scores.
+ops::GroupScore megatron_group_score(const config::MoeConfig& moe,
+                                     const ModelConventions& conventions) {
+  if (conventions.group_score) return *conventions.group_score;
+  if (moe.num_groups == 0) return ops::GroupScore::kMax;  // unused
+  const int per_group = moe.group_topk > 0 ? moe.topk / moe.group_topk : 0;
+  if (per_group == 1) return ops::GroupScore::kMax;
+  if (per_group == 2) return ops::GroupScore::kTop2Sum;
+  throw Error("group-limited routing with topk " + std::to_string(moe.topk) + " and group topk " +
+              std::to_string(moe.group_topk) + " ranks groups by their top " +
+              std::to_string(per_group) + " scores; only 1 or 2 are supported");
+}
+
 }  // namespace
 
 TopKRouter::TopKRouter(const std::string& prefix, const config::ModelConfig& config,
@@ -44,7 +59,7 @@ TopKRouter::TopKRouter(const std::string& prefix, const config::ModelConfig& con
       expert_bias(Tensor::zeros({config.moe.num_experts}, DType::F32)),
       local_tokens_per_expert(Tensor::zeros({config.moe.num_experts}, DType::F32)),
       moe_(config.moe),
-      group_score_(conventions.group_score),
+      group_score_(megatron_group_score(config.moe, conventions)),
       prefix_(prefix),
       seed_(seed) {}
 

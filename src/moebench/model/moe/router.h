@@ -62,6 +62,7 @@ class TopKRouter {
   // expert_bias += rate * sign(mean count - count_e) over the tokens routed since the
   // last update, then the counts restart (Megatron's get_updated_expert_bias).
   void update_expert_bias();
+  std::string expert_bias_name() const { return prefix_ + ".expert_bias"; }
 
   Parameter weight;                // [E, h]
   Tensor expert_bias;              // [E]; zeros, used only with sigmoid + --moe-router-enable-expert-bias

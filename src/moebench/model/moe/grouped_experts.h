@@ -1,0 +1,50 @@
+#pragma once
+// The routed experts, each a SwiGLU MLP, over the expert-sorted rows the
+// dispatcher produces (expert 0's rows first, then expert 1's, ...).
+//
+// Two execution paths with identical results, chosen by --moe-grouped-gemm:
+//   grouped      one m-grouped GEMM per projection over all rows (weights
+//                picked per contiguous segment), one SwiGLU over all rows;
+//                the weight gradient is a k-grouped GEMM (TEGroupedMLP).
+//   sequential   a loop over experts, each running its own MLP on its rows
+//                (Megatron's SequentialMLP).
+// Both keep TEGroupedMLP's parameter names, so checkpoints are the same.
+//
+// Parameters under `prefix` (decoder.layers.N.mlp.experts), for e < E:
+//   linear_fc1.weight<e> [2*ffn, h] ([gate | up])    linear_fc2.weight<e> [h, ffn]
+#include <string>
+#include <vector>
+
+#include "moebench/config/model_config.h"
+#include "moebench/model/parameter.h"
+
+namespace moebench::model {
+
+class GroupedExperts {
+ public:
+  struct Context {
+    std::vector<int64_t> tokens_per_expert;  // [E]
+    Tensor inp;                              // [rows, h]
+    Tensor fc1;                              // [rows, 2*ffn]
+    Tensor act;                              // [rows, ffn]
+  };
+
+  GroupedExperts(const std::string& prefix, const config::ModelConfig& config, uint64_t seed);
+
+  // inp [rows, h] with tokens_per_expert[e] rows per expert -> out [rows, h].
+  Tensor forward(const Tensor& inp, const std::vector<int64_t>& tokens_per_expert,
+                 Context& context) const;
+  Tensor backward(const Tensor& dout, const Context& context);
+
+  // true: grouped GEMMs; false: the per-expert loop. Both give the same numbers.
+  bool grouped_gemm = false;
+
+  void collect(std::vector<Parameter*>& parameters);
+
+ private:
+  int64_t hidden_, ffn_;
+  std::vector<Parameter> linear_fc1_;  // E x [2*ffn, h]
+  std::vector<Parameter> linear_fc2_;  // E x [h, ffn]
+};
+
+}  // namespace moebench::model

@@ -1,0 +1,38 @@
+#pragma once
+// Megatron-Core's SharedExpertMLP: a SwiGLU MLP every token passes through
+// (DeepSeek: n_shared_experts x moe_intermediate_size wide), optionally gated
+// per token by sigmoid(inp . gate_weight) as Qwen2-MoE's shared_expert_gate.
+//
+// Parameters under `prefix` (decoder.layers.N.mlp.shared_experts):
+//   linear_fc1.weight [2*shared, h]   linear_fc2.weight [h, shared]
+//   gate_weight       [1, h]          (--moe-shared-expert-gate)
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "moebench/config/model_config.h"
+#include "moebench/model/mlp.h"
+
+namespace moebench::model {
+
+class SharedExperts {
+ public:
+  struct Context {
+    MLP::Context mlp;
+    Tensor mlp_out;  // [N, h] before gating
+    Tensor gate;     // [N] sigmoid gate values (gated only)
+  };
+
+  SharedExperts(const std::string& prefix, const config::ModelConfig& config, uint64_t seed);
+
+  Tensor forward(const Tensor& inp, Context& context) const;
+  Tensor backward(const Tensor& dout, const Context& context);
+
+  void collect(std::vector<Parameter*>& parameters);
+
+ private:
+  MLP mlp_;
+  std::optional<Parameter> gate_weight_;
+};
+
+}  // namespace moebench::model

@@ -27,6 +27,8 @@ int main(int argc, char** argv) {
   moebench::cli::add_plan_command(app, action);
   moebench::cli::add_launch_command(app, action);
   moebench::cli::add_flags_command(app, action);
+  moebench::cli::add_run_command(app, action);
+  moebench::cli::add_logits_command(app, action);
   try {
     app.parse(argc, argv);
     if (version) {

@@ -1,5 +1,6 @@
 #include "moebench/config/job_script.h"
 
+#include <cctype>
 #include <sstream>
 
 #include "moebench/core/error.h"

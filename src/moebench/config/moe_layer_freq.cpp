@@ -58,6 +58,7 @@ class PatternParser {
     size_t start = pos_;
     while (pos_ < text_.size() && std::isdigit(static_cast<unsigned char>(text_[pos_]))) ++pos_;
     if (start == pos_) fail("expected a number");
+    if (pos_ - start > 6) fail("number too large");
     return std::stoi(std::string(text_.substr(start, pos_ - start)));
   }
 
@@ -88,6 +89,7 @@ std::vector<bool> parse_moe_layer_freq(std::string_view text, int num_layers) {
   for (char c : text) is_integer = is_integer && std::isdigit(static_cast<unsigned char>(c));
   std::vector<bool> is_moe(num_layers);
   if (is_integer) {
+    if (text.size() > 6) throw Error("--moe-layer-freq " + std::string(text) + " is too large; give a layer interval");
     int every = std::stoi(std::string(text));
     if (every < 1) throw Error("--moe-layer-freq " + std::string(text) + " must be at least 1");
     for (int i = 0; i < num_layers; ++i) is_moe[i] = i % every == 0;

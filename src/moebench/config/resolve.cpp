@@ -129,16 +129,15 @@ ResolvedConfig resolve(const ResolveInputs& inputs) {
     vars["LAYERS_PER_VP"] =
         vpp > 1 ? std::to_string(integer_variable(vars, "NUM_LAYERS") / integer_variable(vars, "PP") / vpp) : "";
   }
-  // VPP=1 means no interleaving: the flag is left out as Megatron expects.
-  Variables flag_vars = vars;
-  if (flag_vars["VPP"] == "1") flag_vars["VPP"] = "";
-
   auto lookup = [&](std::string_view name) -> std::optional<std::string> {
-    if (auto it = flag_vars.find(std::string(name)); it != flag_vars.end()) return it->second;
+    if (auto it = vars.find(std::string(name)); it != vars.end()) return it->second;
     return environment_lookup(name);
   };
   for (const auto& [flag, raw] : model_file.model_args) resolved.flags.set_from_text(flag, envsubst(raw, lookup));
   for (const auto& [name, raw] : model_file.env_vars) resolved.env_vars.emplace_back(name, envsubst(raw, lookup));
+  // VPP=1 means no interleaving: the flag is left out as Megatron expects.
+  if (resolved.flags.get_int("--num-virtual-stages-per-pipeline-rank", 1) == 1)
+    resolved.flags.erase("--num-virtual-stages-per-pipeline-rank");
 
   add_precision_flags(resolved.flags, vars["PR"]);
   if (vars["PROFILE"] == "1") add_profile_flags(resolved.flags);

@@ -1,5 +1,6 @@
 #include "moebench/obs/iteration_log.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <ctime>

@@ -42,8 +42,8 @@ struct ValidationRecord {
 
 struct IterationLogOptions {
   int log_interval = 1;
-  std::filesystem::path metrics_file;     // empty: no metrics.jsonl
-  std::filesystem::path tensorboard_dir;  // empty: no TensorBoard events
+  std::filesystem::path metrics_file = {};     // empty: no metrics.jsonl
+  std::filesystem::path tensorboard_dir = {};  // empty: no TensorBoard events
   bool progress_bar = false;              // the caller passes isatty(stderr)
 };
 

@@ -7,11 +7,11 @@
 #include <cstring>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 
 #include "commands.h"
 #include "moebench/config/job_script.h"
+#include "moebench/core/atomic_file.h"
 #include "moebench/core/error.h"
 
 namespace moebench::cli {
@@ -53,19 +53,6 @@ int run_and_wait(std::vector<std::string> words) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-// Written next to its final name, then renamed, so a crash leaves no half script.
-void write_atomically(const fs::path& path, const std::string& text) {
-  fs::create_directories(path.parent_path());
-  fs::path temporary = path;
-  temporary += ".tmp";
-  {
-    std::ofstream out(temporary);
-    out << text;
-    if (!out.flush()) throw Error("cannot write " + temporary.string());
-  }
-  fs::rename(temporary, path);
-}
-
 bool on_path(const std::string& program) {
   const char* path = std::getenv("PATH");
   std::string dirs = path ? path : "";
@@ -93,7 +80,7 @@ int submit_to_slurm(const Setup& setup, const std::vector<std::string>& command,
   const auto stamp = std::chrono::duration_cast<std::chrono::seconds>(
                          std::chrono::system_clock::now().time_since_epoch()).count();
   const fs::path path = output / "slurm_scripts" / (config::job_name(setup.resolved) + "-" + std::to_string(stamp) + ".sh");
-  write_atomically(path, script);
+  write_file_atomically(path, script);
   std::cout << "sbatch script: " << path.string() << "\n" << std::flush;
   return run_and_wait({"sbatch", path.string()});
 }

@@ -21,7 +21,7 @@ if ((status == 77)); then echo "skipped: $conf"; exit 77; fi
 eval "$conf"
 
 submitted=$(MODEL=tiny-mixtral CLUSTER=local GPUS_PER_NODE=1 NNODES=1 OUTPUT_PATH=$scratch/out \
-  bash "$root/scripts/sbatch_benchmarking.sh" --train-iters 3 --eval-interval 1000)
+  bash "$root/scripts/sbatch_benchmarking.sh" --train-iters 3 --lr-warmup-iters 1 --eval-interval 1000)
 echo "$submitted"
 job=$(sed -n 's/^Submitted batch job \([0-9]*\).*/\1/p' <<<"$submitted")
 [[ -n "$job" ]] || { echo "FAIL: no job id in sbatch's answer" >&2; exit 1; }

@@ -74,11 +74,15 @@ void print_parameters(const Setup& setup) {
   std::printf("total %s (experts %s), active per token %s\n", billions(total.total()).c_str(),
               billions(total.experts).c_str(), billions(active.total()).c_str());
   const auto stages = train::parameters_per_stage(setup.model, setup.parallel);
+  // A token uses top-k of the experts, so on average that share of a rank's experts is active.
+  const double expert_share =
+      setup.model.is_moe() ? static_cast<double>(setup.model.moe.topk) / setup.model.moe.num_experts : 0;
   for (size_t s = 0; s < stages.size(); ++s)
-    std::printf("  per rank of stage %zu: %s (dense %s, experts %s, embedding %s, output %s)\n", s,
-                billions(stages[s].total()).c_str(), billions(stages[s].dense).c_str(),
-                billions(stages[s].experts).c_str(), billions(stages[s].embedding).c_str(),
-                billions(stages[s].output).c_str());
+    std::printf("  per rank of stage %zu: %s, active %s (dense %s, experts %s, embedding %s, output %s)\n", s,
+                billions(stages[s].total()).c_str(),
+                billions(stages[s].total() - stages[s].experts * (1 - expert_share)).c_str(),
+                billions(stages[s].dense).c_str(), billions(stages[s].experts).c_str(),
+                billions(stages[s].embedding).c_str(), billions(stages[s].output).c_str());
 }
 
 void print_flops(const Setup& setup) {

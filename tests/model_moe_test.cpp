@@ -8,6 +8,7 @@
 #include <cmath>
 #include <vector>
 
+#include "moebench/dist/single_rank_communicator.h"
 #include "moebench/model/gpt_model.h"
 #include "moebench/model/moe/router.h"
 
@@ -210,7 +211,8 @@ TEST(ModelMoe, ExpertBiasMovesTowardsBalanceByTheUpdateRate) {
   double aux = 0;
   const Routing routing = r.router->forward(inp, 1, 4, context, aux);
   EXPECT_EQ(routing.routing_map.data<int64_t>()[3], 1);
-  r.router->update_expert_bias();
+  dist::SingleRankCommunicator one_rank;
+  r.router->update_expert_bias(one_rank);
   const float* bias = r.router->expert_bias.data<float>();
   EXPECT_FLOAT_EQ(bias[0], -0.01f);
   EXPECT_FLOAT_EQ(bias[1], 0.01f);

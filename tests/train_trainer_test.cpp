@@ -10,6 +10,7 @@
 
 #include "moebench/core/error.h"
 #include "moebench/data/mock_dataset.h"
+#include "moebench/dist/single_rank_communicator.h"
 
 namespace moebench::train {
 namespace {
@@ -65,7 +66,7 @@ class TableRegression {
     weight_.grad.fill_(0);
     bias_.grad.fill_(0);
   }
-  void update_expert_bias() { ++expert_bias_updates; }
+  void update_expert_bias(dist::Communicator&) { ++expert_bias_updates; }
 
   std::vector<float> weights() const {
     const float* w = weight_.value.data<float>();
@@ -129,7 +130,9 @@ RunResult run(TableRegression& model, const TrainingSetup& setup, RecordingSourc
         RecordingSource& validation_data) {
   RunResult result;
   TrainableModelRef<TableRegression> trainable(model);
-  Trainer trainer(trainable, setup, train_data, validation_data,
+  dist::SingleRankCommunicator world;
+  const dist::ParallelState parallel_state(world, {});
+  Trainer trainer(trainable, setup, parallel_state, train_data, validation_data,
                   {[&](const IterationRecord& r) { result.records.push_back(r); },
                    [&](const ValidationRecord& r) { result.validations.push_back(r); }});
   result.summary = trainer.train();
@@ -162,8 +165,9 @@ TEST(TrainTrainer, AccumulatesMicrobatchesAndFollowsTheSchedule) {
     EXPECT_NEAR(record.tflops_per_gpu, 1e9 / (record.elapsed_ms / 1e3) / 1e12, 1e-9 * record.tflops_per_gpu);
     EXPECT_NEAR(record.tokens_per_second, 8 * 8 / (record.elapsed_ms / 1e3), 1e-9 * record.tokens_per_second);
     EXPECT_GT(record.peak_rss_bytes, 0);
-    ASSERT_EQ(record.timers_ms.size(), 3u);
+    ASSERT_EQ(record.timers_ms.size(), 4u);
     EXPECT_EQ(record.timers_ms[0].first, "forward-backward");
+    EXPECT_EQ(record.timers_ms[2].first, "all-grads-sync");
   }
   // The data is learnable: the loss falls by far more than noise.
   EXPECT_LT(r.records.back().lm_loss, 0.1 * r.records.front().lm_loss);

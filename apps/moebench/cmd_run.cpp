@@ -1,12 +1,15 @@
-// `moebench run`: train on this machine, as Megatron's pretrain_gpt.py does:
-// resolve the flags, check them, write the resolved config into the output
-// directory, build the model, train on the data and log every iteration.
+// `moebench run`: train, as Megatron's pretrain_gpt.py does: resolve the
+// flags, check them, write the resolved config into the output directory,
+// build the model, train on the data and log every iteration. Started by
+// mpirun or srun on several ranks, it trains data-parallel over all of them;
+// rank 0 alone prints and writes the config, metrics and TensorBoard events.
 #include <unistd.h>
 
-#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -15,7 +18,11 @@
 #include "moebench/config/validation.h"
 #include "moebench/core/atomic_file.h"
 #include "moebench/core/error.h"
+#include "moebench/data/dataset_builder.h"
 #include "moebench/data/mock_dataset.h"
+#include "moebench/data/tokenizer.h"
+#include "moebench/dist/bootstrap.h"
+#include "moebench/dist/parallel_state.h"
 #include "moebench/model/gpt_model.h"
 #include "moebench/obs/iteration_log.h"
 #include "moebench/train/flops.h"
@@ -25,31 +32,69 @@ namespace moebench::cli {
 namespace fs = std::filesystem;
 namespace {
 
-constexpr const char* kParallelismLater = "multi-rank runs arrive with the parallelism issue";
-
-// Ranks started by mpirun or srun; 1 when run directly.
-int launcher_world_size() {
-  int world = 1;
-  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "SLURM_NTASKS"})
-    if (const char* value = std::getenv(name)) world = std::max(world, std::atoi(value));
-  return world;
-}
-
 // With a model (--model or $MODEL) the setup resolves as `plan` resolves it;
 // without one the command line's flags are the whole configuration.
 config::ResolvedConfig resolve_run(const std::vector<std::string>& extras, const std::string& model_option) {
   const char* model_variable = std::getenv("MODEL");
-  if (!model_option.empty() || (model_variable && *model_variable))
-    return resolve_from_environment(extras, model_option);
   config::ResolvedConfig resolved;
-  resolved.flags = config::FlagMap::parse_arguments(extras);
-  if (!resolved.flags.has("--data-path")) resolved.flags.set_bool("--mock-data", true);
+  if (!model_option.empty() || (model_variable && *model_variable)) {
+    resolved = resolve_from_environment(extras, model_option);
+  } else {
+    resolved.flags = config::FlagMap::parse_arguments(extras);
+    if (!resolved.flags.has("--data-path")) resolved.flags.set_bool("--mock-data", true);
+  }
+  // A --data-path typed on the command line is meant to be trained on, even
+  // where the model file asks for mock data (the tiny test models do).
+  const config::FlagMap command_line = config::FlagMap::parse_arguments(extras);
+  if (command_line.has("--data-path") && !command_line.has("--mock-data")) resolved.flags.erase("--mock-data");
   return resolved;
 }
 
-// What the CPU engine with one rank cannot do, each with the way out.
-void reject_unsupported(const config::FlagMap& flags, const config::ParallelConfig& p,
-                        const train::TrainConfig& t) {
+// What the trainer reads: mock data with --mock-data (or no --data-path),
+// else the corpora of --data-path, split and sized as Megatron does.
+struct RunData {
+  std::shared_ptr<const data::MicrobatchSource> train;
+  std::shared_ptr<const data::MicrobatchSource> validation;  // null: nothing to evaluate on
+  std::string description;
+};
+
+RunData mock_run_data(const config::ModelConfig& model, uint64_t seed) {
+  return {std::make_shared<const data::MockDataset>(model.seq_length, model.vocab_size, seed, data::Split::Train),
+          std::make_shared<const data::MockDataset>(model.seq_length, model.vocab_size, seed, data::Split::Validation),
+          "mock data"};
+}
+
+RunData corpus_run_data(const config::FlagMap& flags, const config::ModelConfig& model,
+                        const config::ParallelConfig& parallel, const train::TrainConfig& t) {
+  if (!flags.has("--tokenizer-type"))
+    throw Error("--data-path needs the tokenizer the corpus was preprocessed with: give --tokenizer-type (and "
+                "--tokenizer-model or --vocab-size)");
+  const auto tokenizer = data::make_tokenizer({flags.get_string("--tokenizer-type", ""),
+                                               flags.get_string("--tokenizer-model", ""),
+                                               flags.get_int("--vocab-size", 0)});
+  if (tokenizer->vocab_size() > model.vocab_size)
+    throw Error("tokenizer " + flags.get_string("--tokenizer-type", "") + " has " +
+                std::to_string(tokenizer->vocab_size()) + " ids but the model's vocabulary holds " +
+                std::to_string(model.vocab_size) + "; set --vocab-size to cover the tokenizer");
+  data::TrainingDataConfig config;
+  config.data_path = flags.get_strings("--data-path");
+  config.split = flags.get_string("--split", data::kDefaultSplit);
+  config.dataset.seq_length = model.seq_length;
+  config.dataset.seed = uint64_t(t.seed);
+  config.dataset.cache_directory = flags.get_string("--data-cache-path", "");
+  config.samples = data::megatron_sample_counts(t.train_iters, t.train_samples, t.eval_interval, t.eval_iters,
+                                                parallel.global_batch);
+  const data::TrainingDatasets datasets = data::build_training_datasets(config);
+  std::string description = "data";
+  for (const std::string& word : config.data_path) description += " " + word;
+  description += " (split " + config.split + ": " + std::to_string(config.samples.train) + " train samples, ";
+  description += datasets.validation ? std::to_string(config.samples.valid) + " validation samples)"
+                                     : "no validation split)";
+  return {datasets.train, datasets.validation, description};
+}
+
+// What the CPU engine cannot do yet, each with the way out.
+void reject_unsupported(const config::FlagMap& flags, const config::ParallelConfig& p) {
   if (flags.has("--fp8-format") || flags.has("--fp8-recipe"))
     throw Error("fp8 training (PR=fp8 or mxfp8: --fp8-format " + flags.get_string("--fp8-format", "?") +
                 ", --fp8-recipe " + flags.get_string("--fp8-recipe", "?") +
@@ -59,61 +104,80 @@ void reject_unsupported(const config::FlagMap& flags, const config::ParallelConf
   for (auto [name, size] : {std::pair{"TP", p.tensor}, {"PP", p.pipeline}, {"EP", p.expert},
                             {"expert-TP", p.expert_tensor}, {"VPP", p.virtual_stages}})
     if (size > 1)
-      throw Error(std::string(name) + "=" + std::to_string(size) + " needs several ranks, but this run has one (" +
-                  kParallelismLater + "); set TP, PP, EP, VPP and expert-TP to 1");
-  if (t.has_data_path && !t.mock_data)
-    throw Error("--data-path " + flags.get_string("--data-path", "") +
-                ": reading indexed datasets arrives with the data issue; run with --mock-data for now");
+      throw Error(std::string(name) + "=" + std::to_string(size) +
+                  ": tensor, pipeline and expert parallelism are not available in the CPU engine yet (data "
+                  "parallelism is: the " + std::to_string(p.world_size) +
+                  " rank(s) of this run train as DP=" + std::to_string(p.world_size) +
+                  "); set TP, PP, EP, VPP and expert-TP to 1");
   if (!flags.get_string("--load", "").empty())
     throw Error("--load " + flags.get_string("--load", "") +
                 ": loading checkpoints arrives with the checkpoint issue; drop --load (or run with PRETRAIN=1)");
 }
 
-int run_training(const std::vector<std::string>& extras, const std::string& model_option) {
-  const int launched = launcher_world_size();
-  if (launched > 1)
-    throw Error("launched with " + std::to_string(launched) + " ranks (OMPI_COMM_WORLD_SIZE/SLURM_NTASKS), but " +
-                kParallelismLater + "; run one process");
-  const int world_size = 1;
+int train_on_this_rank(const dist::World& world, const std::vector<std::string>& extras,
+                       const std::string& model_option) {
+  const int world_size = world.communicator().size();
+  // Megatron's print_rank_0: one rank speaks for the run.
+  const bool reporting_rank = world.communicator().rank() == 0;
 
   config::ResolvedConfig resolved = resolve_run(extras, model_option);
   const config::FlagMap& flags = resolved.flags;
   const config::ParallelConfig parallel = config::parallel_config_from_flags(flags, world_size);
-  const train::TrainConfig train_config = train::train_config_from_flags(flags, parallel.global_batch);
-  reject_unsupported(flags, parallel, train_config);
+  train::TrainConfig train_config = train::train_config_from_flags(flags, parallel.global_batch);
+  reject_unsupported(flags, parallel);
   const config::ModelConfig model_config = config::model_config_from_flags(flags, parallel.tensor);
   config::validate(model_config, parallel);
+  const uint64_t seed = uint64_t(train_config.seed);
+  const RunData run_data = train_config.mock_data || !train_config.has_data_path
+                               ? mock_run_data(model_config, seed)
+                               : corpus_run_data(flags, model_config, parallel, train_config);
+  // Megatron skips evaluation when the split leaves no validation data.
+  if (!run_data.validation) train_config.eval_iters = 0;
 
   const fs::path output_dir = train_config.output_dir.empty() ? fs::path("output") : train_config.output_dir;
   const fs::path tensorboard_dir =
       train_config.tensorboard_dir.empty() ? output_dir / "tensorboard" : train_config.tensorboard_dir;
-  write_file_atomically(output_dir / "config.yaml", config::resolved_config_yaml(resolved, world_size));
+  if (reporting_rank) {
+    write_file_atomically(output_dir / "config.yaml", config::resolved_config_yaml(resolved, world_size));
+    std::printf("moebench run: %s, %d layers, hidden %d, %d experts; MBS %d, GBS %d (%d microbatches), "
+                "%lld iterations\n",
+                resolved.model.empty() ? "model from flags" : resolved.model.c_str(), model_config.num_layers,
+                model_config.hidden_size, model_config.moe.num_experts, parallel.micro_batch, parallel.global_batch,
+                parallel.num_microbatches(), train_config.train_iters);
+    // --bf16 selects the GPU engine's compute type; the CPU engine is the float32 reference.
+    std::printf("engine: CPU, float32, %d rank%s (DP=%d%s); %s; output in %s\n", world_size,
+                world_size == 1 ? "" : "s", parallel.data_parallel(),
+                parallel.distributed_optimizer ? ", distributed optimizer" : "", run_data.description.c_str(),
+                output_dir.c_str());
+    std::fflush(stdout);
+  }
+  const dist::ParallelState parallel_state(world.communicator(),
+                                           {.world_size = world_size,
+                                            .tensor = parallel.tensor,
+                                            .context = parallel.context,
+                                            .expert = parallel.expert,
+                                            .expert_tensor = parallel.expert_tensor,
+                                            .pipeline = parallel.pipeline});
 
-  std::printf("moebench run: %s, %d layers, hidden %d, %d experts; MBS %d, GBS %d (%d microbatches), %lld iterations\n",
-              resolved.model.empty() ? "model from flags" : resolved.model.c_str(), model_config.num_layers,
-              model_config.hidden_size, model_config.moe.num_experts, parallel.micro_batch, parallel.global_batch,
-              parallel.num_microbatches(), train_config.train_iters);
-  // --bf16 selects the GPU engine's compute type; the CPU engine is the float32 reference.
-  std::printf("engine: CPU, float32, 1 rank; mock data; output in %s\n", output_dir.c_str());
-  std::fflush(stdout);
-
-  const uint64_t seed = uint64_t(train_config.seed);
   model::GPTModel gpt(model_config, seed);
   train::TrainableModelRef<model::GPTModel> trainable(gpt);
-  const data::MockDataset train_data(model_config.seq_length, model_config.vocab_size, seed, data::Split::Train);
-  const data::MockDataset validation_data(model_config.seq_length, model_config.vocab_size, seed,
-                                          data::Split::Validation);
-  IterationLog log({.log_interval = train_config.log_interval,
-                    .metrics_file = output_dir / "metrics.jsonl",
-                    .tensorboard_dir = tensorboard_dir,
-                    .progress_bar = ::isatty(STDERR_FILENO) == 1},
-                   std::cout, std::cerr);
+  std::optional<IterationLog> log;
+  train::TrainingObserver observer;
+  if (reporting_rank) {
+    log.emplace(IterationLogOptions{.log_interval = train_config.log_interval,
+                                    .metrics_file = output_dir / "metrics.jsonl",
+                                    .tensorboard_dir = tensorboard_dir,
+                                    .progress_bar = ::isatty(STDERR_FILENO) == 1},
+                std::cout, std::cerr);
+    observer = {[&log](const IterationRecord& r) { log->log_iteration(r); },
+                [&log](const ValidationRecord& r) { log->log_validation(r); }};
+  }
   const train::TrainingSetup setup{train_config, parallel, model_config.seq_length,
                                    train::flops_per_iteration(model_config, parallel.global_batch)};
-  train::Trainer trainer(trainable, setup, train_data, validation_data,
-                         {[&log](const IterationRecord& r) { log.log_iteration(r); },
-                          [&log](const ValidationRecord& r) { log.log_validation(r); }});
+  train::Trainer trainer(trainable, setup, parallel_state, *run_data.train,
+                         run_data.validation ? *run_data.validation : *run_data.train, std::move(observer));
   const train::TrainingSummary summary = trainer.train();
+  if (!reporting_rank) return 0;
 
   if (summary.stopped_by_time_limit)
     std::printf("exiting program after %g minutes (--exit-duration-in-mins) at iteration %lld\n",
@@ -123,6 +187,20 @@ int run_training(const std::vector<std::string>& extras, const std::string& mode
               (long long)summary.skipped_iterations, (long long)summary.nan_iterations,
               (output_dir / "metrics.jsonl").c_str());
   return 0;
+}
+
+// With several ranks an error may stop some of them only, while the others
+// wait in a collective: report it and end the whole job, as torchrun does.
+int run_training(const std::vector<std::string>& extras, const std::string& model_option) {
+  const dist::World world(dist::identity_from_environment());
+  if (world.communicator().size() == 1) return train_on_this_rank(world, extras, model_option);
+  try {
+    return train_on_this_rank(world, extras, model_option);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "moebench: error on rank %d: %s\n", world.communicator().rank(), e.what());
+    std::fflush(stderr);
+    world.abort(2);
+  }
 }
 
 }  // namespace

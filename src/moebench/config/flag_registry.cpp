@@ -28,6 +28,7 @@ constexpr std::array kFlags = {
     FlagSpec{"--sequence-parallel", K::Bool, "sequence parallel with tensor parallel"},
     FlagSpec{"--use-distributed-optimizer", K::Bool, "shard optimizer states over data parallel ranks"},
     FlagSpec{"--overlap-grad-reduce", K::Bool, "overlap gradient reduction with the backward"},
+    FlagSpec{"--ddp-bucket-size", K::Int, "elements per data-parallel gradient-reduction bucket"},
     FlagSpec{"--overlap-param-gather", K::Bool, "overlap parameter all-gather with the forward"},
     FlagSpec{"--distributed-backend", K::String, "nccl or gloo"},
     FlagSpec{"--distributed-timeout-minutes", K::Int, "collective timeout"},

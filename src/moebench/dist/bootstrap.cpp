@@ -116,6 +116,11 @@ World::World(const ProcessIdentity& identity) : identity_(check_ranks(identity))
   communicator_ = std::make_unique<MpiCommunicator>(MPI_COMM_WORLD);
 }
 
+void World::abort(int exit_code) const {
+  if (initialised_mpi_) MPI_Abort(MPI_COMM_WORLD, exit_code);
+  std::exit(exit_code);
+}
+
 World::~World() {
   // The world communicator is an MPI object: free it while MPI still runs.
   communicator_.reset();

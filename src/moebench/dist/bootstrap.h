@@ -55,6 +55,11 @@ class World {
   const ProcessIdentity& identity() const { return identity_; }
   Communicator& communicator() const { return *communicator_; }
 
+  // Ends every rank of the run now with `exit_code` (MPI_Abort; with one rank,
+  // just this process). For an error on some ranks only: finalising there
+  // would leave the others waiting in a collective for ever.
+  [[noreturn]] void abort(int exit_code) const;
+
  private:
   ProcessIdentity identity_;
   bool initialised_mpi_ = false;

@@ -138,9 +138,9 @@ void GPTModel::zero_grad() {
   for (Parameter* parameter : parameters()) parameter->grad.fill_(0.0);
 }
 
-void GPTModel::update_expert_bias() {
+void GPTModel::update_expert_bias(dist::Communicator& token_count_group) {
   for (auto& layer : impl_->layers)
-    if (MoELayer* moe = layer.moe()) moe->router.update_expert_bias();
+    if (MoELayer* moe = layer.moe()) moe->router.update_expert_bias(token_count_group);
 }
 
 const config::ModelConfig& GPTModel::config() const { return impl_->config; }

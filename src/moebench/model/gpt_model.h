@@ -8,6 +8,7 @@
 
 #include "moebench/config/model_config.h"
 #include "moebench/core/tensor.h"
+#include "moebench/dist/communicator.h"
 #include "moebench/model/model_conventions.h"
 #include "moebench/model/parameter.h"
 
@@ -45,8 +46,9 @@ class GPTModel {
   std::vector<Buffer> buffers();
   void zero_grad();
   // Aux-loss-free routing: after the optimizer step, move each MoE layer's
-  // expert bias by its update rate towards balanced load (no-op otherwise).
-  void update_expert_bias();
+  // expert bias by its update rate towards balanced load (no-op otherwise),
+  // counting the tokens routed on every rank of `token_count_group` (tp_dp_cp).
+  void update_expert_bias(dist::Communicator& token_count_group);
 
   const config::ModelConfig& config() const;
 

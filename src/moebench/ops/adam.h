@@ -31,3 +31,41 @@ void adamw_step(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, std::int64_t
                 std::int64_t step, const AdamHyperparams& hyperparams);
 
 }  // namespace moebench::ops::cpu
+
+#ifdef MOEBENCH_WITH_CUDA
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <vector>
+
+namespace moebench::ops::cuda {
+
+// One parameter's optimizer arrays on the device, each of numel elements; or,
+// after split_into_adam_chunks, one piece of them (pointers offset to the piece).
+struct AdamTensor {
+  float* main_param = nullptr;           // fp32 main weights, updated in place
+  float* exp_avg = nullptr;              // fp32 m, updated in place
+  float* exp_avg_sq = nullptr;           // fp32 v, updated in place
+  const float* grad = nullptr;           // fp32 main gradient
+  __nv_bfloat16* model_param = nullptr;  // bf16 compute weights, written from the new main
+                                         // weights; null when there is no bf16 copy
+  std::int64_t numel = 0;
+};
+
+// Elements one thread block updates: what split_into_adam_chunks cuts to.
+constexpr std::int64_t kAdamChunkElements = 65536;
+
+// The tensors cut into pieces of at most kAdamChunkElements (empty tensors
+// dropped). Build this once for a parameter group, copy it to the device, and
+// pass it to every adamw_step: the pointers do not change between steps.
+std::vector<AdamTensor> split_into_adam_chunks(const std::vector<AdamTensor>& tensors);
+
+// One AdamW step (the formula at the top of this file, fp32, step counting
+// from 1) over every chunk of `chunks`, a device array of num_chunks pieces
+// from split_into_adam_chunks, in one launch. One hyperparameter set per call:
+// run one call per parameter group (e.g. with and without weight decay).
+void adamw_step(const AdamTensor* chunks, std::int64_t num_chunks, std::int64_t step,
+                const AdamHyperparams& hyperparams, cudaStream_t stream);
+
+}  // namespace moebench::ops::cuda
+#endif  // MOEBENCH_WITH_CUDA

@@ -43,3 +43,38 @@ void causal_attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, c
                                std::optional<double> softmax_scale = std::nullopt);
 
 }  // namespace moebench::ops::cpu
+
+#ifdef MOEBENCH_WITH_CUDA
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+
+namespace moebench::ops::cuda {
+
+// Flash attention (FlashAttention-2's algorithm) on bf16 tensors laid out as
+// the CPU twin's, with fp32 lse [B, Hq, S]; the [S, S] matrix never exists.
+// Head dims (qk / v): 128/128, 192/128 (MLA), 24/16, 16/16; others throw.
+// Pointers are device pointers, 16-byte aligned. Work is queued on `stream`;
+// nothing waits for it. softmax_scale defaults to 1/sqrt(Dqk).
+void causal_attention_forward(__nv_bfloat16* out, float* lse, const __nv_bfloat16* q, const __nv_bfloat16* k,
+                              const __nv_bfloat16* v, const AttentionShape& shape,
+                              std::optional<double> softmax_scale, cudaStream_t stream);
+
+// Bytes of device scratch causal_attention_backward needs: fp32 accumulators
+// for dq [B, S, Hq, Dqk], dk [B, S, Hkv, Dqk], dv [B, S, Hkv, Dv] and the row
+// statistic delta = rowsum(dout * out) [B, Hq, S]:
+// 4 * (B*S*(Hq*Dqk + Hkv*(Dqk + Dv)) + B*Hq*S).
+std::size_t causal_attention_backward_workspace_bytes(const AttentionShape& shape);
+
+// dq, dk, dv (written, bf16) from dout, the forward's inputs, its out and lse.
+// workspace: causal_attention_backward_workspace_bytes(shape) bytes, 16-byte
+// aligned, contents irrelevant; it may be reused once the stream passes this op.
+void causal_attention_backward(__nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16* dv,
+                               const __nv_bfloat16* dout, const __nv_bfloat16* q, const __nv_bfloat16* k,
+                               const __nv_bfloat16* v, const __nv_bfloat16* out, const float* lse, void* workspace,
+                               const AttentionShape& shape, std::optional<double> softmax_scale,
+                               cudaStream_t stream);
+
+}  // namespace moebench::ops::cuda
+#endif  // MOEBENCH_WITH_CUDA

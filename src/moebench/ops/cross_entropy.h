@@ -39,3 +39,36 @@ void masked_mean_backward(T* dlosses, std::type_identity_t<T> dmean,
                           const std::type_identity_t<T>* loss_mask, std::int64_t n);
 
 }  // namespace moebench::ops::cpu
+
+#ifdef MOEBENCH_WITH_CUDA
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+namespace moebench::ops::cuda {
+
+// losses[N] fp32 and logsumexp[N] fp32 (saved for the backward) from bf16
+// logits[N, Vpad], reading each row once (online max and sum, fp32). Labels
+// are int64 on the device; the GPU cannot throw, so a label outside [0, V)
+// gives a NaN loss (and a NaN gradient row), which the loss check reports.
+void cross_entropy_forward(float* losses, float* logsumexp, const __nv_bfloat16* logits,
+                           const std::int64_t* labels, std::int64_t n, std::int64_t vocab,
+                           std::int64_t padded_vocab, cudaStream_t stream);
+
+// dlogits[N, Vpad] bf16 = dlosses[i] * (softmax(logits[i, :V]) - onehot(labels[i])),
+// 0 in the padded columns. dlogits may be logits itself (the gradient then
+// replaces the logits in place, saving a buffer of N * Vpad).
+void cross_entropy_backward(__nv_bfloat16* dlogits, const float* dlosses, const __nv_bfloat16* logits,
+                            const std::int64_t* labels, const float* logsumexp, std::int64_t n,
+                            std::int64_t vocab, std::int64_t padded_vocab, cudaStream_t stream);
+
+// mean[0] = sum(loss_mask * losses) / sum(loss_mask) over N tokens, in a fixed
+// order; a null loss_mask counts every token. A mask summing to 0 gives NaN.
+void masked_mean_forward(float* mean, const float* losses, const float* loss_mask, std::int64_t n,
+                         cudaStream_t stream);
+
+// dlosses[N] = dmean * loss_mask[i] / sum(loss_mask) (written).
+void masked_mean_backward(float* dlosses, float dmean, const float* loss_mask, std::int64_t n,
+                          cudaStream_t stream);
+
+}  // namespace moebench::ops::cuda
+#endif  // MOEBENCH_WITH_CUDA

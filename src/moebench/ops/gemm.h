@@ -43,3 +43,57 @@ void linear_backward(T* dinp, T* dweight, std::type_identity_t<T>* dbias, const 
                      std::int64_t out_features);
 
 }  // namespace moebench::ops::cpu
+
+#ifdef MOEBENCH_WITH_CUDA
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <memory>
+
+namespace moebench::ops::cuda {
+
+// Dense GEMMs on the GPU through cuBLASLt: bf16 operands, fp32 accumulation,
+// the same row-major GemmLayout semantics as ops::cpu::gemm.
+//
+// cuBLASLt is column-major. A row-major [R, C] matrix is the column-major
+// [C, R] matrix with the same bytes, so row-major C = op(A) @ op(B) is run as
+// column-major C^T = op(B)^T @ op(A)^T: the operands swap places, M and N
+// swap, and each keeps its own transpose flag. gemm.cu does this in one place.
+
+// The cuBLASLt state of one device: the handle, a 32 MiB workspace and the
+// plans (descriptors, layouts, chosen algorithm) already made, keyed by
+// (m, n, k, layout, output type, epilogue, pointer alignment). Get the
+// device's one context with for_current_device(); it lives for the process.
+// All GEMMs through one context share its workspace, so GEMMs issued on two
+// streams that can run at the same time need two contexts.
+class GemmContext {
+ public:
+  explicit GemmContext(int device);
+  ~GemmContext();
+  GemmContext(const GemmContext&) = delete;
+  GemmContext& operator=(const GemmContext&) = delete;
+
+  // The context of the calling thread's current device, created on first use.
+  static GemmContext& for_current_device();
+
+  int device() const;
+  struct State;  // cuBLASLt handle, workspace, plan cache (gemm.cu)
+  State& state() { return *state_; }
+
+ private:
+  std::unique_ptr<State> state_;
+};
+
+// c[M,N] = op(a) @ op(b) + bias[N] (bias broadcast over the rows; nullptr for
+// none), written as bf16. Any sizes and alignments cuBLASLt accepts; k >= 1.
+void gemm(GemmContext& context, __nv_bfloat16* c, const __nv_bfloat16* a, const __nv_bfloat16* b,
+          const __nv_bfloat16* bias, std::int64_t m, std::int64_t n, std::int64_t k, GemmLayout layout,
+          cudaStream_t stream);
+
+// c[M,N] (=|+=) op(a) @ op(b) in fp32: the weight-gradient path into fp32
+// main gradients (kTN with kAccumulate).
+void gemm(GemmContext& context, float* c, const __nv_bfloat16* a, const __nv_bfloat16* b, std::int64_t m,
+          std::int64_t n, std::int64_t k, GemmLayout layout, GemmOutput output, cudaStream_t stream);
+
+}  // namespace moebench::ops::cuda
+#endif  // MOEBENCH_WITH_CUDA

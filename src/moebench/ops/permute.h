@@ -57,3 +57,50 @@ std::int64_t drop_tokens_over_capacity(std::int64_t* routing_map, T* probs, std:
                                        std::int64_t capacity);
 
 }  // namespace moebench::ops::cpu
+
+#ifdef MOEBENCH_WITH_CUDA
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+namespace moebench::ops::cuda {
+
+// The device counterpart: the same sort, bf16 rows with fp32 sums, fp32 probs.
+// The host never learns `rows` (that would synchronise): the sort leaves it on
+// the device as the sum of tokens_per_expert, and the row kernels are driven
+// by row_of_slot [tokens, topk], the inverse of row_id_map: a slot's permuted
+// row, -1 for a dropped slot. Buffers of permuted rows need room for
+// tokens * topk rows; rows past `rows` are left untouched. Rows are 16-byte
+// aligned with hidden a multiple of 8; topk <= 32, num_experts <= 1024. A
+// routing map entry outside [-1, num_experts) traps the kernel.
+
+// row_id_map [tokens * topk]: the CPU's map (permuted row -> slot), -1 past `rows`;
+// row_of_slot [tokens * topk]; tokens_per_expert [num_experts]. Stable, as the CPU's.
+void sort_slots_by_expert(std::int64_t* row_id_map, std::int64_t* row_of_slot,
+                          std::int64_t* tokens_per_expert, const std::int64_t* routing_map,
+                          std::int64_t tokens, std::int64_t topk, std::int64_t num_experts,
+                          cudaStream_t stream);
+
+// permuted[row_of_slot[s], hidden] = input[s / topk] for every kept slot s.
+void permute_forward(__nv_bfloat16* permuted, const __nv_bfloat16* input,
+                     const std::int64_t* row_of_slot, std::int64_t tokens, std::int64_t topk,
+                     std::int64_t hidden, cudaStream_t stream);
+
+// dinput[tokens, hidden] = sum over the token's kept slots of dpermuted[row].
+void permute_backward(__nv_bfloat16* dinput, const __nv_bfloat16* dpermuted,
+                      const std::int64_t* row_of_slot, std::int64_t tokens, std::int64_t topk,
+                      std::int64_t hidden, cudaStream_t stream);
+
+// out[tokens, hidden] = sum over the token's kept slots of probs[slot] * expert_out[row].
+void unpermute_forward(__nv_bfloat16* out, const __nv_bfloat16* expert_out, const float* probs,
+                       const std::int64_t* row_of_slot, std::int64_t tokens, std::int64_t topk,
+                       std::int64_t hidden, cudaStream_t stream);
+
+// dexpert_out[row, hidden] = probs[slot] * dout[token];
+// dprobs[tokens, topk] = dout[token] . expert_out[row], 0 for dropped slots.
+void unpermute_backward(__nv_bfloat16* dexpert_out, float* dprobs, const __nv_bfloat16* dout,
+                        const __nv_bfloat16* expert_out, const float* probs,
+                        const std::int64_t* row_of_slot, std::int64_t tokens, std::int64_t topk,
+                        std::int64_t hidden, cudaStream_t stream);
+
+}  // namespace moebench::ops::cuda
+#endif  // MOEBENCH_WITH_CUDA

@@ -23,3 +23,31 @@ void rmsnorm_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T*
                       const T* rstd, std::int64_t n, std::int64_t c);
 
 }  // namespace moebench::ops::cpu
+
+#ifdef MOEBENCH_WITH_CUDA
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+
+namespace moebench::ops::cuda {
+
+// out[N,C] bf16 and rstd[N] fp32 (saved for the backward) from inp[N,C] and
+// weight[C], both bf16; the norm is computed in fp32.
+void rmsnorm_forward(__nv_bfloat16* out, float* rstd, const __nv_bfloat16* inp,
+                     const __nv_bfloat16* weight, std::int64_t n, std::int64_t c, float eps,
+                     cudaStream_t stream);
+
+// Floats of device scratch rmsnorm_backward needs for its per-block partial
+// sums of dweight: min(n, 512) * c.
+std::size_t rmsnorm_backward_scratch_floats(std::int64_t n, std::int64_t c);
+
+// dinp[N,C] bf16 is written, dweight[C] fp32 accumulated (+=) in a fixed order
+// (the same bits on every run); rstd[N] is the forward's. `scratch` holds
+// rmsnorm_backward_scratch_floats(n, c) floats and may be reused once the stream passes this op.
+void rmsnorm_backward(__nv_bfloat16* dinp, float* dweight, const __nv_bfloat16* dout,
+                      const __nv_bfloat16* inp, const __nv_bfloat16* weight, const float* rstd,
+                      std::int64_t n, std::int64_t c, float* scratch, cudaStream_t stream);
+
+}  // namespace moebench::ops::cuda
+#endif  // MOEBENCH_WITH_CUDA

@@ -84,3 +84,34 @@ void rope_backward(T* dx, const T* dout, const RopeTable<T>& table, const std::i
                    RopeLayout layout);
 
 }  // namespace moebench::ops::cpu
+
+#ifdef MOEBENCH_WITH_CUDA
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+namespace moebench::ops::cuda {
+
+// A RopeTable<float> uploaded to the device: cos and sin [num_positions, rot_dim / 2].
+struct RopeTableView {
+  const float* cos = nullptr;
+  const float* sin = nullptr;
+  std::int64_t rot_dim = 0;
+  std::int64_t num_positions = 0;
+};
+
+// out[tokens, heads, head_dim] bf16 = x rotated by the angle of positions[token]
+// (int64 on the device), fp32 math; channels from rot_dim on are copied.
+// out may be x (in place). rot_dim must be even and at most 256. The GPU cannot
+// throw, so a position outside the table gives NaN in the rotated channels.
+void rope_forward(__nv_bfloat16* out, const __nv_bfloat16* x, const RopeTableView& table,
+                  const std::int64_t* positions, std::int64_t tokens, std::int64_t heads,
+                  std::int64_t head_dim, RopeLayout layout, cudaStream_t stream);
+
+// dx = the transposed rotation of dout (and, for kInterleaved, the inverse
+// permutation); dx may be dout.
+void rope_backward(__nv_bfloat16* dx, const __nv_bfloat16* dout, const RopeTableView& table,
+                   const std::int64_t* positions, std::int64_t tokens, std::int64_t heads,
+                   std::int64_t head_dim, RopeLayout layout, cudaStream_t stream);
+
+}  // namespace moebench::ops::cuda
+#endif  // MOEBENCH_WITH_CUDA

@@ -17,3 +17,20 @@ template <typename T>
 void swiglu_backward(T* dinp, const T* dout, const T* inp, std::int64_t n, std::int64_t f);
 
 }  // namespace moebench::ops::cpu
+
+#ifdef MOEBENCH_WITH_CUDA
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+namespace moebench::ops::cuda {
+
+// out[N,F] = silu(gate) * up from inp[N,2F] = [gate | up], bf16 with fp32 math.
+void swiglu_forward(__nv_bfloat16* out, const __nv_bfloat16* inp, std::int64_t n, std::int64_t f,
+                    cudaStream_t stream);
+
+// dinp[N,2F] = [dgate | dup] (written) from dout[N,F] and the forward's inp[N,2F].
+void swiglu_backward(__nv_bfloat16* dinp, const __nv_bfloat16* dout, const __nv_bfloat16* inp,
+                     std::int64_t n, std::int64_t f, cudaStream_t stream);
+
+}  // namespace moebench::ops::cuda
+#endif  // MOEBENCH_WITH_CUDA

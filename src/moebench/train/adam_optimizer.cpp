@@ -3,28 +3,15 @@
 #include <cmath>
 #include <utility>
 
-#include "moebench/core/error.h"
+#include "moebench/train/parameter_check.h"
 
 namespace moebench::train {
-namespace {
-
-void check_parameter(const model::Parameter& p) {
-  const bool usable = p.value.defined() && p.grad.defined() && p.value.dtype() == DType::F32 &&
-                      p.grad.dtype() == DType::F32 && p.value.is_contiguous() && p.grad.is_contiguous() &&
-                      p.value.device().is_cpu() && p.grad.device().is_cpu() && p.value.shape() == p.grad.shape();
-  if (!usable)
-    throw Error("AdamOptimizer: parameter '" + p.name + "' needs contiguous float32 CPU value and grad of one shape, got " +
-                (p.value.defined() ? p.value.describe() : "undefined") + " and " +
-                (p.grad.defined() ? p.grad.describe() : "undefined"));
-}
-
-}  // namespace
 
 AdamOptimizer::AdamOptimizer(std::vector<model::Parameter*> parameters, const AdamOptions& options)
     : parameters_(std::move(parameters)), options_(options) {
   moments_.reserve(parameters_.size());
   for (const model::Parameter* p : parameters_) {
-    check_parameter(*p);
+    require_cpu_float32(*p, "AdamOptimizer");
     const size_t n = size_t(p->value.numel());
     moments_.push_back({std::vector<float>(n, 0.0f), std::vector<float>(n, 0.0f)});
   }
@@ -46,27 +33,20 @@ OptimizerStep AdamOptimizer::step(double lr) {
   result.grad_norm = gradient_norm();
   if (!std::isfinite(result.grad_norm)) return result;
 
-  if (options_.clip_grad > 0) {
-    const double clip_coefficient = options_.clip_grad / (result.grad_norm + 1e-6);
-    if (clip_coefficient < 1.0) {
-      for (model::Parameter* p : parameters_) {
-        float* grad = p->grad.data<float>();
-        for (int64_t i = 0, n = p->grad.numel(); i < n; ++i) grad[i] = float(grad[i] * clip_coefficient);
-      }
+  const double clip = clip_factor(result.grad_norm, options_.clip_grad);
+  if (clip < 1.0) {
+    for (model::Parameter* p : parameters_) {
+      float* grad = p->grad.data<float>();
+      for (int64_t i = 0, n = p->grad.numel(); i < n; ++i) grad[i] = float(grad[i] * clip);
     }
   }
 
   ++steps_taken_;
   for (size_t k = 0; k < parameters_.size(); ++k) {
     model::Parameter& p = *parameters_[k];
-    ops::AdamHyperparams hyperparams;
-    hyperparams.lr = lr;
-    hyperparams.beta1 = options_.beta1;
-    hyperparams.beta2 = options_.beta2;
-    hyperparams.eps = options_.eps;
-    hyperparams.weight_decay = p.weight_decay ? options_.weight_decay : 0.0;
     ops::cpu::adamw_step(p.value.data<float>(), moments_[k].exp_avg.data(), moments_[k].exp_avg_sq.data(),
-                         p.grad.data<float>(), p.value.numel(), steps_taken_, hyperparams);
+                         p.grad.data<float>(), p.value.numel(), steps_taken_,
+                         adam_hyperparams(options_, lr, p.weight_decay));
   }
   result.applied = true;
   return result;

@@ -7,24 +7,11 @@
 #include <vector>
 
 #include "moebench/model/parameter.h"
-#include "moebench/ops/adam.h"
+#include "moebench/train/optimizer.h"
 
 namespace moebench::train {
 
-struct AdamOptions {
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  double eps = 1e-8;
-  double weight_decay = 0.0;  // applied to parameters with weight_decay = true
-  double clip_grad = 1.0;     // max global gradient norm; 0 turns clipping off
-};
-
-struct OptimizerStep {
-  bool applied = false;   // false: the gradient norm was NaN/Inf and nothing changed
-  double grad_norm = 0;   // global L2 norm of the gradients before clipping
-};
-
-class AdamOptimizer {
+class AdamOptimizer final : public Optimizer {
  public:
   // Keeps the pointers: the parameters must outlive the optimizer. Each gets
   // zeroed fp32 moments of its own size.
@@ -34,7 +21,7 @@ class AdamOptimizer {
   // clip_grad / (norm + 1e-6) when that is below 1, as Megatron) and updates
   // every parameter with learning rate `lr`. When the norm is NaN or Inf the
   // parameters, moments and step count stay as they were.
-  OptimizerStep step(double lr);
+  OptimizerStep step(double lr) override;
 
   // Global L2 norm of the current gradients. With data or model parallelism
   // the squared sum is reduced over the ranks that hold distinct gradients.

@@ -75,6 +75,8 @@ TrainConfig train_config_from_flags(const config::FlagMap& flags, long long glob
   t.clip_grad = flags.get_float("--clip-grad", t.clip_grad);
   const std::string optimizer = flags.get_string("--optimizer", "adam");
   require(optimizer == "adam", "--optimizer " + optimizer + " is not supported; moebench trains with adam");
+  t.ddp_bucket_size = flags.get_int("--ddp-bucket-size", 0);
+  require(t.ddp_bucket_size >= 0, "--ddp-bucket-size must be positive, got " + std::to_string(t.ddp_bucket_size));
 
   t.seed = flags.get_int("--seed", t.seed);
   t.log_interval = static_cast<int>(flags.get_int("--log-interval", t.log_interval));

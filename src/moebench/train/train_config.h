@@ -35,6 +35,10 @@ struct TrainConfig {
   double adam_eps = 1e-8;
   double clip_grad = 1.0;  // 0: no clipping
 
+  // Elements per gradient-reduction bucket (--ddp-bucket-size); 0: Megatron's
+  // default, max(40M, 1M x DP).
+  long long ddp_bucket_size = 0;
+
   long long seed = 1234;
   int log_interval = 100;
   int eval_interval = 1000;

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "moebench/data/microbatch.h"
+#include "moebench/dist/communicator.h"
 #include "moebench/model/gpt_model.h"
 #include "moebench/model/parameter.h"
 
@@ -19,7 +20,9 @@ class TrainableModel {
   virtual void backward(double loss_scale) = 0;
   virtual std::vector<model::Parameter*> parameters() = 0;
   virtual void zero_grad() = 0;
-  virtual void update_expert_bias() = 0;
+  // After an applied optimizer step; the routed-token counts are summed over
+  // `token_count_group` (tp_dp_cp) first, so every rank moves its biases alike.
+  virtual void update_expert_bias(dist::Communicator& token_count_group) = 0;
 };
 
 // Adapts any model with GPTModel's member functions, held by reference.
@@ -33,7 +36,9 @@ class TrainableModelRef final : public TrainableModel {
   void backward(double loss_scale) override { model_.backward(loss_scale); }
   std::vector<model::Parameter*> parameters() override { return model_.parameters(); }
   void zero_grad() override { model_.zero_grad(); }
-  void update_expert_bias() override { model_.update_expert_bias(); }
+  void update_expert_bias(dist::Communicator& token_count_group) override {
+    model_.update_expert_bias(token_count_group);
+  }
 
  private:
   Model& model_;

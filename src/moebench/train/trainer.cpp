@@ -8,6 +8,8 @@
 
 #include "moebench/core/error.h"
 #include "moebench/obs/host_memory.h"
+#include "moebench/train/adam_optimizer.h"
+#include "moebench/train/distributed_optimizer.h"
 
 namespace moebench::train {
 namespace {
@@ -20,6 +22,18 @@ AdamOptions adam_options(const TrainConfig& t) {
   options.weight_decay = t.weight_decay;
   options.clip_grad = t.clip_grad;
   return options;
+}
+
+int64_t bucket_elements(const TrainingSetup& setup) {
+  return setup.train.ddp_bucket_size > 0 ? setup.train.ddp_bucket_size
+                                         : default_bucket_elements(setup.parallel.data_parallel());
+}
+
+std::unique_ptr<Optimizer> make_optimizer(TrainableModel& model, const GradientReduction& gradients,
+                                          const dist::ParallelState& state, const TrainConfig& t) {
+  if (gradients.sync() == GradientSync::kReduceScatter)
+    return std::make_unique<DistributedOptimizer>(gradients, state, adam_options(t));
+  return std::make_unique<AdamOptimizer>(model.parameters(), adam_options(t));
 }
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
@@ -37,16 +51,26 @@ constexpr const char* kSkipAdvice =
 
 }  // namespace
 
-Trainer::Trainer(TrainableModel& model, const TrainingSetup& setup, const data::MicrobatchSource& train_data,
-                 const data::MicrobatchSource& validation_data, TrainingObserver observer)
+Trainer::Trainer(TrainableModel& model, const TrainingSetup& setup, const dist::ParallelState& parallel_state,
+                 const data::MicrobatchSource& train_data, const data::MicrobatchSource& validation_data,
+                 TrainingObserver observer)
     : model_(model),
       setup_(setup),
+      parallel_state_(parallel_state),
       train_data_(train_data),
       validation_data_(validation_data),
       observer_(std::move(observer)),
-      optimizer_(model.parameters(), adam_options(setup.train)),
-      schedule_(LearningRateSchedule::from_config(setup.train, setup.parallel.global_batch)) {
+      gradients_(model.parameters(), parallel_state,
+                 setup.parallel.distributed_optimizer ? GradientSync::kReduceScatter : GradientSync::kAllReduce,
+                 bucket_elements(setup)),
+      optimizer_(make_optimizer(model, gradients_, parallel_state, setup.train)),
+      schedule_(LearningRateSchedule::from_config(setup.train, setup.parallel.global_batch)),
+      data_parallel_rank_(parallel_state.membership(GroupKind::kData).rank_in_group) {
   const auto& p = setup_.parallel;
+  if (parallel_state.grid().data_parallel_size() != p.data_parallel())
+    throw Error("the parallel state has DP=" + std::to_string(parallel_state.grid().data_parallel_size()) +
+                " but the setup's world of " + std::to_string(p.world_size) + " ranks has DP=" +
+                std::to_string(p.data_parallel()));
   if (p.num_microbatches() < 1 || p.global_batch != p.num_microbatches() * p.micro_batch * p.data_parallel())
     throw Error("GBS=" + std::to_string(p.global_batch) + " must be a positive multiple of MBS x DP = " +
                 std::to_string(p.micro_batch) + " x " + std::to_string(p.data_parallel()));
@@ -75,8 +99,14 @@ Trainer::StepResult Trainer::train_step(int64_t iteration) {
     step.load_balancing_loss += out.aux_loss / microbatches;
   }
   timers_.stop("forward-backward");
-  // With data parallelism the gradients are all-reduced over DP ranks here,
-  // and the losses averaged for the log; with one rank there is nothing to reduce.
+  timers_.start("all-grads-sync");
+  gradients_.reduce();
+  timers_.stop("all-grads-sync");
+  // The log shows the loss over the global batch, as one rank would compute it.
+  std::vector<double> losses = {step.lm_loss, step.load_balancing_loss};
+  average_over_data_parallel(losses);
+  step.lm_loss = losses[0];
+  step.load_balancing_loss = losses[1];
 
   step.nan_loss = !std::isfinite(step.lm_loss) || !std::isfinite(step.load_balancing_loss);
   if (step.nan_loss && setup_.train.check_for_nan)
@@ -90,7 +120,7 @@ Trainer::StepResult Trainer::train_step(int64_t iteration) {
   }
 
   timers_.start("optimizer");
-  const OptimizerStep update = optimizer_.step(schedule_.lr_at(double(scheduler_samples_)));
+  const OptimizerStep update = optimizer_->step(schedule_.lr_at(double(scheduler_samples_)));
   timers_.stop("optimizer");
   step.grad_norm = update.grad_norm;
   step.skipped = !update.applied;
@@ -99,7 +129,7 @@ Trainer::StepResult Trainer::train_step(int64_t iteration) {
                 kSkipAdvice);
   if (update.applied) {
     scheduler_samples_ += setup_.parallel.global_batch;
-    model_.update_expert_bias();
+    model_.update_expert_bias(parallel_state_.group(GroupKind::kTensorAndDataWithContext));
   }
   return step;
 }
@@ -114,7 +144,17 @@ double Trainer::evaluate() {
                   .lm_loss;
     consumed_validation_samples_ += setup_.parallel.global_batch;
   }
-  return loss / (double(setup_.train.eval_iters) * microbatches);
+  std::vector<double> mean = {loss / (double(setup_.train.eval_iters) * microbatches)};
+  average_over_data_parallel(mean);
+  return mean[0];
+}
+
+void Trainer::average_over_data_parallel(std::vector<double>& values) const {
+  dist::Communicator& group = parallel_state_.group(GroupKind::kDataWithContext);
+  if (group.size() == 1) return;
+  Tensor sums = Tensor::from_vector(values);
+  group.all_reduce(sums, dist::ReduceOp::kSum);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = sums.data<double>()[i] / group.size();
 }
 
 TrainingSummary Trainer::train() {

@@ -275,8 +275,9 @@ Tensor TopKRouter::backward(const Tensor& dprobs, const Context& context, double
   return dinp;
 }
 
-void TopKRouter::update_expert_bias() {
+void TopKRouter::update_expert_bias(dist::Communicator& token_count_group) {
   if (!moe_.expert_bias) return;
+  token_count_group.all_reduce(local_tokens_per_expert, dist::ReduceOp::kSum);
   const int64_t experts = expert_bias.numel();
   float* counts = local_tokens_per_expert.data<float>();
   double total = 0;

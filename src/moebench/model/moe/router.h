@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "moebench/config/model_config.h"
+#include "moebench/dist/communicator.h"
 #include "moebench/model/model_conventions.h"
 #include "moebench/model/parameter.h"
 
@@ -60,8 +61,9 @@ class TopKRouter {
   Tensor backward(const Tensor& dprobs, const Context& context, double loss_scale);
 
   // expert_bias += rate * sign(mean count - count_e) over the tokens routed since the
-  // last update, then the counts restart (Megatron's get_updated_expert_bias).
-  void update_expert_bias();
+  // last update on every rank of `token_count_group` (collective over it when
+  // the bias is on), then the counts restart (Megatron's get_updated_expert_bias).
+  void update_expert_bias(dist::Communicator& token_count_group);
   std::string expert_bias_name() const { return prefix_ + ".expert_bias"; }
 
   Parameter weight;                // [E, h]

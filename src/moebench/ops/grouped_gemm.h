@@ -1,0 +1,94 @@
+#pragma once
+// Grouped GEMMs for the routed experts, named with DeepGEMM's grammar
+// `[m|k]_grouped_<dtype>_gemm_<layout>_contiguous`. "Contiguous": the tokens
+// routed to the experts sit in one row-major buffer sorted by expert, group g
+// owning the rows [offset[g], offset[g] + counts[g]) where offset is the
+// exclusive prefix sum of counts. The layout letters follow ops/gemm.h (first
+// letter the token-side operand, second the weights).
+//
+//   m_grouped ... nt   forward        out[M, N]  = a[M, K] @ w[g][N, K]^T
+//   m_grouped ... nn   data gradient  da[M, K]   = dout[M, N] @ w[g][N, K]
+//   k_grouped ... tn   weight grad.   dw[g][N, K] += dout_g^T @ a_g   (sum over g's rows)
+//
+// The weights of all experts are one contiguous [G, N, K] buffer (expert g at
+// w + g*N*K); their fp32 gradients likewise. Activation gradients are written
+// (=), parameter gradients accumulate (+=). Rows past the sum of the counts
+// are neither read nor written; a group with no rows leaves its dw unchanged.
+#include <cstdint>
+
+namespace moebench::ops::cpu {
+
+// The readable twins: ops::cpu::gemm once per group, counts on the host.
+// Instantiated for float and double.
+template <typename T>
+void m_grouped_gemm_nt_contiguous(T* out, const T* a, const T* w, const std::int32_t* group_counts,
+                                  std::int64_t num_groups, std::int64_t n, std::int64_t k);
+template <typename T>
+void m_grouped_gemm_nn_contiguous(T* da, const T* dout, const T* w, const std::int32_t* group_counts,
+                                  std::int64_t num_groups, std::int64_t n, std::int64_t k);
+template <typename T>
+void k_grouped_gemm_tn_contiguous(T* dw, const T* dout, const T* a, const std::int32_t* group_counts,
+                                  std::int64_t num_groups, std::int64_t n, std::int64_t k);
+
+}  // namespace moebench::ops::cpu
+
+#ifdef MOEBENCH_WITH_CUDA
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include "moebench/ops/gemm.h"
+
+namespace moebench::ops::cuda {
+
+// Shape contract shared by the three GPU grouped GEMMs:
+//   group_counts  int32 [num_groups] ON THE DEVICE, rows per group; negative
+//                 counts count as 0. Read by the kernel: no host sync.
+//   m_capacity    rows of the token-side buffers (a, out, da, dout); the
+//                 counts may sum to less (the tail is left alone), never more
+//                 (rows past m_capacity are dropped, never touched).
+//   n, k          w is [num_groups, N, K] bf16; dw is [num_groups, N, K] fp32.
+// Own kernel (v1: mma.sync m16n8k16 bf16, cp.async pipeline, persistent tile
+// scheduler over device offsets): n and k multiples of 8 and every pointer
+// 16-byte aligned (16-byte cp.async rows); 1 <= num_groups <= 1024;
+// m_capacity < 2^31. Each entry checks these and throws moebench::Error.
+inline constexpr std::int64_t kMaxGroupedGemmGroups = 1024;
+
+// out[M, N] (bf16, =) = a[M, K] @ w[g][N, K]^T for the rows of group g.
+void m_grouped_bf16_gemm_nt_contiguous(__nv_bfloat16* out, const __nv_bfloat16* a, const __nv_bfloat16* w,
+                                       const std::int32_t* group_counts, std::int64_t num_groups,
+                                       std::int64_t m_capacity, std::int64_t n, std::int64_t k,
+                                       cudaStream_t stream);
+
+// da[M, K] (bf16, =) = dout[M, N] @ w[g][N, K] for the rows of group g.
+void m_grouped_bf16_gemm_nn_contiguous(__nv_bfloat16* da, const __nv_bfloat16* dout, const __nv_bfloat16* w,
+                                       const std::int32_t* group_counts, std::int64_t num_groups,
+                                       std::int64_t m_capacity, std::int64_t n, std::int64_t k,
+                                       cudaStream_t stream);
+
+// dw[g][N, K] (fp32, +=) = dout_g^T @ a_g, dout_g = dout's rows of group g
+// ([count_g, N]), a_g = a's ([count_g, K]).
+void k_grouped_bf16_gemm_tn_contiguous(float* dw, const __nv_bfloat16* dout, const __nv_bfloat16* a,
+                                       const std::int32_t* group_counts, std::int64_t num_groups,
+                                       std::int64_t m_capacity, std::int64_t n, std::int64_t k,
+                                       cudaStream_t stream);
+
+// Megatron-style reference paths for comparison: copy the counts to the host
+// (one stream synchronisation per call) and run one cuBLASLt GEMM per
+// non-empty group. Same contracts and results; any n, k and alignment.
+void m_grouped_bf16_gemm_nt_contiguous_cublaslt_loop(GemmContext& context, __nv_bfloat16* out,
+                                                     const __nv_bfloat16* a, const __nv_bfloat16* w,
+                                                     const std::int32_t* group_counts, std::int64_t num_groups,
+                                                     std::int64_t m_capacity, std::int64_t n, std::int64_t k,
+                                                     cudaStream_t stream);
+void m_grouped_bf16_gemm_nn_contiguous_cublaslt_loop(GemmContext& context, __nv_bfloat16* da,
+                                                     const __nv_bfloat16* dout, const __nv_bfloat16* w,
+                                                     const std::int32_t* group_counts, std::int64_t num_groups,
+                                                     std::int64_t m_capacity, std::int64_t n, std::int64_t k,
+                                                     cudaStream_t stream);
+void k_grouped_bf16_gemm_tn_contiguous_cublaslt_loop(GemmContext& context, float* dw, const __nv_bfloat16* dout,
+                                                     const __nv_bfloat16* a, const std::int32_t* group_counts,
+                                                     std::int64_t num_groups, std::int64_t m_capacity,
+                                                     std::int64_t n, std::int64_t k, cudaStream_t stream);
+
+}  // namespace moebench::ops::cuda
+#endif  // MOEBENCH_WITH_CUDA

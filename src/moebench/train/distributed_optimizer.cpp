@@ -1,0 +1,73 @@
+#include "moebench/train/distributed_optimizer.h"
+
+#include <cmath>
+
+#include "moebench/core/error.h"
+
+namespace moebench::train {
+namespace {
+
+double squared_sum(const Tensor& values) {
+  const float* data = values.data<float>();
+  double sum = 0;
+  for (int64_t i = 0, n = values.numel(); i < n; ++i) sum += double(data[i]) * double(data[i]);
+  return sum;
+}
+
+}  // namespace
+
+DistributedOptimizer::DistributedOptimizer(const GradientReduction& gradients, const dist::ParallelState& state,
+                                           const AdamOptions& options)
+    : gradients_(gradients), state_(state), options_(options) {
+  if (gradients.sync() != GradientSync::kReduceScatter)
+    throw Error("DistributedOptimizer needs gradients that are reduce-scattered into shards, "
+                "not all-reduced (GradientSync::kReduceScatter)");
+  for (const ParamAndGradBuffer* buffer : {&gradients.dense(), &gradients.expert()})
+    for (const ShardSegment& segment : buffer->owned_segments()) {
+      const size_t n = size_t(segment.values.numel());
+      shards_.push_back({segment, std::vector<float>(n, 0.0f), std::vector<float>(n, 0.0f)});
+    }
+}
+
+double DistributedOptimizer::gradient_norm() const {
+  double squares = 0;
+  for (const ShardState& shard : shards_) squares += squared_sum(shard.segment.grads);
+  // Every element is owned by one rank of the world: tp_dp_cp and pp
+  // together span it. (With TP, parameters replicated over TP ranks will be
+  // counted on one of them only, as Megatron does.)
+  Tensor total = Tensor::from_vector(std::vector<double>{squares});
+  state_.group(GroupKind::kTensorAndDataWithContext).all_reduce(total, dist::ReduceOp::kSum);
+  state_.group(GroupKind::kPipeline).all_reduce(total, dist::ReduceOp::kSum);
+  return std::sqrt(total.data<double>()[0]);
+}
+
+OptimizerStep DistributedOptimizer::step(double lr) {
+  OptimizerStep result;
+  result.grad_norm = gradient_norm();
+  // Every rank sees the same norm, so all skip together and stay in step.
+  if (!std::isfinite(result.grad_norm)) return result;
+
+  const double clip = clip_factor(result.grad_norm, options_.clip_grad);
+  ++steps_taken_;
+  for (ShardState& shard : shards_) {
+    float* grad = shard.segment.grads.data<float>();
+    const int64_t n = shard.segment.grads.numel();
+    if (clip < 1.0)
+      for (int64_t i = 0; i < n; ++i) grad[i] = float(grad[i] * clip);
+    ops::cpu::adamw_step(shard.segment.values.data<float>(), shard.exp_avg.data(), shard.exp_avg_sq.data(), grad,
+                         n, steps_taken_, adam_hyperparams(options_, lr, shard.segment.parameter->weight_decay));
+  }
+  gather_parameters(gradients_.dense(), gradients_.dense_group());
+  gather_parameters(gradients_.expert(), gradients_.expert_group());
+  result.applied = true;
+  return result;
+}
+
+void DistributedOptimizer::gather_parameters(const ParamAndGradBuffer& buffer, dist::Communicator& group) const {
+  if (group.size() == 1) return;  // the one shard is the whole buffer, already updated
+  for (const BufferBucket& bucket : buffer.buckets())
+    // The communicator's input may not overlap its output: send a copy of the shard.
+    group.all_gather(buffer.shard_values(bucket).clone(), buffer.bucket_values(bucket));
+}
+
+}  // namespace moebench::train

@@ -1,0 +1,67 @@
+#include "moebench/train/gradient_reduction.h"
+
+#include <algorithm>
+
+namespace moebench::train {
+namespace {
+
+std::vector<model::Parameter*> select(const std::vector<model::Parameter*>& parameters, bool expert) {
+  std::vector<model::Parameter*> selected;
+  for (model::Parameter* p : parameters)
+    if (p->is_expert == expert) selected.push_back(p);
+  return selected;
+}
+
+ParamAndGradBuffer make_buffer(const std::vector<model::Parameter*>& parameters, bool expert,
+                               const dist::Communicator& group, int64_t bucket_elements) {
+  return ParamAndGradBuffer(select(parameters, expert), group.size(), group.rank(), bucket_elements);
+}
+
+void scale(const Tensor& values, double factor) {
+  float* data = values.data<float>();
+  for (int64_t i = 0, n = values.numel(); i < n; ++i) data[i] = float(data[i] * factor);
+}
+
+}  // namespace
+
+int64_t default_bucket_elements(int data_parallel_size) {
+  return std::max<int64_t>(40'000'000, int64_t(1'000'000) * data_parallel_size);
+}
+
+GradientReduction::GradientReduction(const std::vector<model::Parameter*>& parameters,
+                                     const dist::ParallelState& state, GradientSync sync, int64_t bucket_elements)
+    : state_(state),
+      sync_(sync),
+      dense_(make_buffer(parameters, false, state.group(GroupKind::kDataWithContext), bucket_elements)),
+      expert_(make_buffer(parameters, true, state.group(GroupKind::kExpertData), bucket_elements)) {}
+
+dist::Communicator& GradientReduction::dense_group() const { return state_.group(GroupKind::kDataWithContext); }
+
+dist::Communicator& GradientReduction::expert_group() const { return state_.group(GroupKind::kExpertData); }
+
+void GradientReduction::reduce() {
+  reduce(dense_, dense_group());
+  reduce(expert_, expert_group());
+}
+
+void GradientReduction::reduce(const ParamAndGradBuffer& buffer, dist::Communicator& group) const {
+  if (group.size() == 1) return;  // one replica: its gradients are the average
+  for (const BufferBucket& bucket : buffer.buckets()) {
+    const Tensor grads = buffer.bucket_grads(bucket);
+    // Averaging before the sum, as Megatron's gradient_scaling_factor, keeps
+    // low-precision sums in range.
+    scale(grads, 1.0 / group.size());
+    if (sync_ == GradientSync::kAllReduce) {
+      group.all_reduce(grads, dist::ReduceOp::kSum);
+    } else {
+      // The communicator's output may not overlap its input: reduce into a
+      // scratch shard, then put it in place.
+      Tensor shard = buffer.shard_grads(bucket);
+      const Tensor reduced = Tensor::empty(shard.shape(), DType::F32);
+      group.reduce_scatter(grads, reduced, dist::ReduceOp::kSum);
+      shard.copy_from(reduced);
+    }
+  }
+}
+
+}  // namespace moebench::train

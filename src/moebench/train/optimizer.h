@@ -1,0 +1,40 @@
+#pragma once
+// What the trainer asks of an optimizer, and the Adam settings and rules that
+// moebench's two optimizers share: AdamOptimizer (every rank updates every
+// parameter) and DistributedOptimizer (each data-parallel rank its shard).
+#include <cstdint>
+
+#include "moebench/ops/adam.h"
+
+namespace moebench::train {
+
+struct AdamOptions {
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;  // applied to parameters with weight_decay = true
+  double clip_grad = 1.0;     // max global gradient norm; 0 turns clipping off
+};
+
+struct OptimizerStep {
+  bool applied = false;   // false: the gradient norm was NaN/Inf and nothing changed
+  double grad_norm = 0;   // global L2 norm of the gradients before clipping
+};
+
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+  // Clips the gradients by their global norm and updates the parameters with
+  // learning rate `lr`; changes nothing when the norm is NaN or Inf.
+  virtual OptimizerStep step(double lr) = 0;
+};
+
+// Megatron's clipping factor: clip_grad / (grad_norm + 1e-6) when that is
+// below 1, else 1 (and 1 when clip_grad is 0, clipping off).
+double clip_factor(double grad_norm, double clip_grad);
+
+// The hyper-parameters of one Adam update of a parameter, with the weight
+// decay only where it applies.
+ops::AdamHyperparams adam_hyperparams(const AdamOptions& options, double lr, bool weight_decay);
+
+}  // namespace moebench::train

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Data parallelism through the guide's interactive script: tiny-mixtral on
+# GPUS_PER_NODE=2 (mpirun, 2 ranks, DP=2, distributed optimizer) must log the
+# losses and gradient norms of the same run on 1 rank, and only rank 0 may
+# print and write metrics. The warmup is shortened to fit the 3 iterations.
+# Usage: interactive_dp.sh <moebench binary>
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+export MOEBENCH_BIN=$(realpath "$1") MOEBENCH_CONFIG_DIR=$root/configs
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+
+for ranks in 1 2; do
+  MODEL=tiny-mixtral GPUS_PER_NODE=$ranks NNODES=1 OUTPUT_PATH=$scratch/ranks$ranks \
+    bash "$root/scripts/interactive_benchmarking.sh" --train-iters 3 --lr-warmup-iters 1 >"$scratch/log$ranks.txt"
+done
+grep -q "^mpirun -np 2 " "$scratch/log2.txt" || { echo "FAIL: the 2-rank run did not go through mpirun" >&2; exit 1; }
+grep -q "2 ranks (DP=2" "$scratch/log2.txt" || { echo "FAIL: the 2-rank run did not train as DP=2" >&2; exit 1; }
+lines=$(grep -c "iteration        3/       3" "$scratch/log2.txt")
+[[ $lines -eq 1 ]] || { echo "FAIL: iteration 3 logged $lines times; only rank 0 should print" >&2; exit 1; }
+
+python3 - "$scratch/ranks1/metrics.jsonl" "$scratch/ranks2/metrics.jsonl" <<'PY'
+import json, sys
+def train(path):
+    return [r for r in map(json.loads, open(path)) if r.get("type") == "train"]
+one, two = train(sys.argv[1]), train(sys.argv[2])
+assert [r["iteration"] for r in two] == [1, 2, 3], f"2-rank metrics hold iterations {[r['iteration'] for r in two]}"
+for a, b in zip(one, two):
+    for key in ("lm_loss", "load_balancing_loss", "grad_norm"):
+        diff = abs(a[key] - b[key]) / abs(a[key])
+        assert diff < 1e-5, f"iteration {a['iteration']} {key}: 1 rank {a[key]}, 2 ranks {b[key]} (relative {diff:.1e})"
+print("lm loss, 1 rank :", [round(r["lm_loss"], 6) for r in one])
+print("lm loss, 2 ranks:", [round(r["lm_loss"], 6) for r in two])
+PY
+echo "ok: 2 data-parallel ranks log the losses of 1 rank"

@@ -1,0 +1,293 @@
+// Grouped expert GEMMs (ops/cuda/grouped_gemm.cu): the own kernel and the
+// cuBLASLt loop against the CPU twins on bf16-rounded inputs, over odd sizes,
+// empty groups, one-row groups, unbalanced counts and rows past the counts;
+// then TFLOP/s of forward, data gradient and weight gradient of fc1 and fc2 at
+// the zoo proxies' expert shapes, own kernel against the cuBLASLt loop.
+#include "moebench/ops/grouped_gemm.h"
+
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <numeric>
+#include <random>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "gpu_test_support.h"
+
+namespace moebench {
+namespace {
+
+using gpu_testing::all_close;
+using gpu_testing::DeviceBuffer;
+using gpu_testing::from_bf16;
+using gpu_testing::random_floats;
+using gpu_testing::relative_l2_error;
+using gpu_testing::round_to_bf16;
+using gpu_testing::to_bf16;
+
+constexpr double kBf16OutputTolerance = 1e-2;  // relative L2, bf16 outputs
+constexpr double kF32OutputTolerance = 1e-3;   // relative L2, fp32 weight gradients
+
+enum class Implementation { kOwnKernel, kCublasLtLoop };
+
+const char* name_of(Implementation implementation) {
+  return implementation == Implementation::kOwnKernel ? "own kernel" : "cuBLASLt loop";
+}
+
+void forward(Implementation implementation, __nv_bfloat16* out, const __nv_bfloat16* a, const __nv_bfloat16* w,
+             const std::int32_t* counts, std::int64_t groups, std::int64_t m_capacity, std::int64_t n,
+             std::int64_t k) {
+  if (implementation == Implementation::kOwnKernel) {
+    ops::cuda::m_grouped_bf16_gemm_nt_contiguous(out, a, w, counts, groups, m_capacity, n, k, nullptr);
+  } else {
+    ops::cuda::m_grouped_bf16_gemm_nt_contiguous_cublaslt_loop(ops::cuda::GemmContext::for_current_device(), out, a,
+                                                               w, counts, groups, m_capacity, n, k, nullptr);
+  }
+}
+
+void data_gradient(Implementation implementation, __nv_bfloat16* da, const __nv_bfloat16* dout,
+                   const __nv_bfloat16* w, const std::int32_t* counts, std::int64_t groups, std::int64_t m_capacity,
+                   std::int64_t n, std::int64_t k) {
+  if (implementation == Implementation::kOwnKernel) {
+    ops::cuda::m_grouped_bf16_gemm_nn_contiguous(da, dout, w, counts, groups, m_capacity, n, k, nullptr);
+  } else {
+    ops::cuda::m_grouped_bf16_gemm_nn_contiguous_cublaslt_loop(ops::cuda::GemmContext::for_current_device(), da,
+                                                               dout, w, counts, groups, m_capacity, n, k, nullptr);
+  }
+}
+
+void weight_gradient(Implementation implementation, float* dw, const __nv_bfloat16* dout, const __nv_bfloat16* a,
+                     const std::int32_t* counts, std::int64_t groups, std::int64_t m_capacity, std::int64_t n,
+                     std::int64_t k) {
+  if (implementation == Implementation::kOwnKernel) {
+    ops::cuda::k_grouped_bf16_gemm_tn_contiguous(dw, dout, a, counts, groups, m_capacity, n, k, nullptr);
+  } else {
+    ops::cuda::k_grouped_bf16_gemm_tn_contiguous_cublaslt_loop(ops::cuda::GemmContext::for_current_device(), dw,
+                                                               dout, a, counts, groups, m_capacity, n, k, nullptr);
+  }
+}
+
+struct GroupedCase {
+  const char* name;
+  std::vector<std::int32_t> counts;
+  std::int64_t m_capacity;  // >= sum of counts; the rows past it must stay untouched
+  std::int64_t n, k;
+};
+
+std::vector<GroupedCase> correctness_cases() {
+  std::vector<std::int32_t> many(64);
+  std::mt19937 rng(3);
+  for (auto& c : many) c = static_cast<std::int32_t>(rng() % 41);  // 0..40 rows
+  const auto sum = [](const std::vector<std::int32_t>& v) { return std::accumulate(v.begin(), v.end(), 0LL); };
+  return {
+      {"balanced", {64, 64, 64, 64}, 256, 128, 128},
+      {"odd_sizes", {37, 200, 5}, 242, 200, 136},
+      {"empty_and_one_row_groups", {0, 1, 0, 129, 1, 0}, 131, 64, 72},
+      {"unbalanced", {1000, 3, 0, 17, 256, 1, 0, 300}, 1577, 256, 320},
+      {"rows_past_the_counts", {10, 20, 30}, 100, 40, 48},
+      {"all_groups_empty", {0, 0, 0, 0}, 16, 32, 32},
+      {"sixty_four_small_groups", many, sum(many), 72, 56},
+      {"long_reduction", {5, 700}, 705, 16, 2048},
+  };
+}
+
+class GroupedGemmTest : public ::testing::TestWithParam<Implementation> {};
+
+TEST_P(GroupedGemmTest, MatchesCpuTwinsOnEveryCase) {
+  const Implementation implementation = GetParam();
+  for (const GroupedCase& c : correctness_cases()) {
+    SCOPED_TRACE(std::string(c.name) + " with " + name_of(implementation));
+    const std::int64_t groups = c.counts.size(), m = c.m_capacity, n = c.n, k = c.k;
+    const std::int64_t used = std::accumulate(c.counts.begin(), c.counts.end(), 0LL);
+    const std::uint64_t seed = 1000 + n * 7 + k * 13 + groups;
+    const std::vector<float> a = round_to_bf16(random_floats(m * k, seed));
+    const std::vector<float> w = round_to_bf16(random_floats(groups * n * k, seed + 1));
+    const std::vector<float> dout = round_to_bf16(random_floats(m * n, seed + 2));
+    const std::vector<float> dw_initial = random_floats(groups * n * k, seed + 3);
+
+    std::vector<float> out_expected(used * n), da_expected(used * k), dw_expected = dw_initial;
+    ops::cpu::m_grouped_gemm_nt_contiguous(out_expected.data(), a.data(), w.data(), c.counts.data(), groups, n, k);
+    ops::cpu::m_grouped_gemm_nn_contiguous(da_expected.data(), dout.data(), w.data(), c.counts.data(), groups, n, k);
+    ops::cpu::k_grouped_gemm_tn_contiguous(dw_expected.data(), dout.data(), a.data(), c.counts.data(), groups, n, k);
+
+    DeviceBuffer<__nv_bfloat16> a_device(to_bf16(a)), w_device(to_bf16(w)), dout_device(to_bf16(dout));
+    DeviceBuffer<std::int32_t> counts_device(c.counts);
+    DeviceBuffer<__nv_bfloat16> out_device(m * n), da_device(m * k);  // poisoned
+    DeviceBuffer<float> dw_device(dw_initial);
+    forward(implementation, out_device.get(), a_device.get(), w_device.get(), counts_device.get(), groups, m, n, k);
+    data_gradient(implementation, da_device.get(), dout_device.get(), w_device.get(), counts_device.get(), groups, m,
+                  n, k);
+    weight_gradient(implementation, dw_device.get(), dout_device.get(), a_device.get(), counts_device.get(), groups,
+                    m, n, k);
+    MOEBENCH_CUDA_CHECK(cudaDeviceSynchronize());
+
+    const std::vector<float> out_all = from_bf16(out_device.download()), da_all = from_bf16(da_device.download());
+    const std::vector<float> out(out_all.begin(), out_all.begin() + used * n);
+    const std::vector<float> da(da_all.begin(), da_all.begin() + used * k);
+    const std::vector<float> dw = dw_device.download();
+    // Per-element bounds scale with the reduction length; the L2 bounds are the contract.
+    const double out_atol = 2e-2 * std::sqrt(double(k)), da_atol = 2e-2 * std::sqrt(double(n));
+    const double dw_atol = 1e-4 * std::sqrt(double(std::max<std::int64_t>(used, 1)));
+    EXPECT_TRUE(all_close(out, out_expected, 2e-2, out_atol, "forward out"));
+    EXPECT_TRUE(all_close(da, da_expected, 2e-2, da_atol, "data gradient da"));
+    EXPECT_TRUE(all_close(dw, dw_expected, 1e-3, dw_atol, "weight gradient dw"));
+    EXPECT_LT(relative_l2_error(out, out_expected), kBf16OutputTolerance);
+    EXPECT_LT(relative_l2_error(da, da_expected), kBf16OutputTolerance);
+    EXPECT_LT(relative_l2_error(dw, dw_expected), kF32OutputTolerance);
+
+    // Rows past the sum of the counts keep their poison (NaN).
+    std::int64_t written_tail = 0;
+    for (std::int64_t i = used * n; i < m * n; ++i) written_tail += !std::isnan(out_all[i]);
+    for (std::int64_t i = used * k; i < m * k; ++i) written_tail += !std::isnan(da_all[i]);
+    EXPECT_EQ(written_tail, 0) << "elements written past row " << used << " of " << m;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Implementations, GroupedGemmTest,
+                         ::testing::Values(Implementation::kOwnKernel, Implementation::kCublasLtLoop),
+                         [](const auto& info) {
+                           return std::string(info.param == Implementation::kOwnKernel ? "OwnKernel"
+                                                                                       : "CublasLtLoop");
+                         });
+
+TEST(GroupedGemmArguments, OwnKernelRejectsWhatItCannotRun) {
+  DeviceBuffer<__nv_bfloat16> a(4096), w(4096), out(4096);
+  DeviceBuffer<std::int32_t> counts(std::vector<std::int32_t>{8, 8});
+  const auto run = [&](const __nv_bfloat16* a_pointer, std::int64_t groups, std::int64_t n, std::int64_t k) {
+    ops::cuda::m_grouped_bf16_gemm_nt_contiguous(out.get(), a_pointer, w.get(), counts.get(), groups, 16, n, k,
+                                                 nullptr);
+  };
+  EXPECT_THROW(run(a.get(), 2, 12, 16), Error);      // n not a multiple of 8
+  EXPECT_THROW(run(a.get(), 2, 16, 20), Error);      // k not a multiple of 8
+  EXPECT_THROW(run(a.get(), 0, 16, 16), Error);      // no groups
+  EXPECT_THROW(run(a.get(), 2000, 16, 16), Error);   // more groups than the scheduler holds
+  EXPECT_THROW(run(a.get() + 1, 2, 16, 16), Error);  // 2-byte aligned operand
+  EXPECT_NO_THROW(run(a.get(), 2, 16, 16));
+  MOEBENCH_CUDA_CHECK(cudaDeviceSynchronize());
+}
+
+// ---- timing at the proxy shapes ----
+
+struct ExpertProxy {
+  const char* name;
+  std::int64_t experts, tokens_per_expert, hidden, ffn;
+};
+
+// Every sample_every-th row of a device matrix, as floats: enough to compare
+// two GPU results over all groups without copying gigabytes.
+template <typename T>
+std::vector<float> sampled_rows(const T* device, std::int64_t rows, std::int64_t columns, std::int64_t sample_every) {
+  const std::int64_t sampled = (rows + sample_every - 1) / sample_every;
+  std::vector<T> host(sampled * columns);
+  MOEBENCH_CUDA_CHECK(cudaDeviceSynchronize());
+  MOEBENCH_CUDA_CHECK(cudaMemcpy2D(host.data(), columns * sizeof(T), device, sample_every * columns * sizeof(T),
+                                   columns * sizeof(T), sampled, cudaMemcpyDeviceToHost));
+  if constexpr (std::is_same_v<T, float>) {
+    return host;
+  } else {
+    return from_bf16(host);
+  }
+}
+
+double time_ms(int warmup, int repetitions, const std::function<void()>& run) {
+  for (int i = 0; i < warmup; ++i) run();
+  cudaEvent_t start, stop;
+  MOEBENCH_CUDA_CHECK(cudaEventCreate(&start));
+  MOEBENCH_CUDA_CHECK(cudaEventCreate(&stop));
+  MOEBENCH_CUDA_CHECK(cudaEventRecord(start));
+  for (int i = 0; i < repetitions; ++i) run();
+  MOEBENCH_CUDA_CHECK(cudaEventRecord(stop));
+  MOEBENCH_CUDA_CHECK(cudaEventSynchronize(stop));
+  float ms = 0;
+  MOEBENCH_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+  MOEBENCH_CUDA_CHECK(cudaEventDestroy(start));
+  MOEBENCH_CUDA_CHECK(cudaEventDestroy(stop));
+  return ms / repetitions;
+}
+
+// Random bf16 values for timing inputs of a billion elements: one random
+// block of 2^20 values tiled, since generating each value on the host would
+// take longer than every timed kernel together.
+std::vector<__nv_bfloat16> tiled_random_bf16(std::int64_t count, std::uint64_t seed, float low = -1, float high = 1) {
+  const std::vector<__nv_bfloat16> block = to_bf16(random_floats(std::int64_t{1} << 20, seed, low, high));
+  std::vector<__nv_bfloat16> values(count);
+  for (std::int64_t i = 0; i < count; i += static_cast<std::int64_t>(block.size()))
+    std::copy_n(block.begin(), std::min<std::int64_t>(block.size(), count - i), values.begin() + i);
+  return values;
+}
+
+// One expert matrix (fc1 or fc2) of a proxy: w [G, N, K], balanced tokens.
+void time_expert_matrix(const ExpertProxy& proxy, const char* matrix, std::int64_t n, std::int64_t k) {
+  constexpr int kWarmup = 3, kRepetitions = 10;
+  const std::int64_t groups = proxy.experts, m = proxy.experts * proxy.tokens_per_expert;
+  DeviceBuffer<__nv_bfloat16> a(tiled_random_bf16(m * k, 11)), dout(tiled_random_bf16(m * n, 12));
+  DeviceBuffer<__nv_bfloat16> w(tiled_random_bf16(groups * n * k, 13, -0.05f, 0.05f));
+  DeviceBuffer<__nv_bfloat16> out(m * n), da(m * k);
+  DeviceBuffer<float> dw(groups * n * k);
+  DeviceBuffer<std::int32_t> counts(std::vector<std::int32_t>(groups, static_cast<std::int32_t>(proxy.tokens_per_expert)));
+  const double flops = 2.0 * m * n * k;
+  const std::int64_t sample_every = std::max<std::int64_t>(1, m / 512);
+  const std::int64_t weight_sample_every = std::max<std::int64_t>(1, groups * n / 512);
+
+  struct Result {
+    std::vector<float> out, da, dw;
+  };
+  Result results[2];
+  for (Implementation implementation : {Implementation::kOwnKernel, Implementation::kCublasLtLoop}) {
+    const double forward_ms = time_ms(kWarmup, kRepetitions, [&] {
+      forward(implementation, out.get(), a.get(), w.get(), counts.get(), groups, m, n, k);
+    });
+    const double dgrad_ms = time_ms(kWarmup, kRepetitions, [&] {
+      data_gradient(implementation, da.get(), dout.get(), w.get(), counts.get(), groups, m, n, k);
+    });
+    const double wgrad_ms = time_ms(kWarmup, kRepetitions, [&] {
+      weight_gradient(implementation, dw.get(), dout.get(), a.get(), counts.get(), groups, m, n, k);
+    });
+    std::printf("  %-18s %s [%lld x %lld tok] N=%-6lld K=%-6lld %-14s fwd %7.3f ms %6.1f | dgrad %7.3f ms %6.1f | "
+                "wgrad %7.3f ms %6.1f | all %6.1f TFLOP/s\n",
+                proxy.name, matrix, static_cast<long long>(groups), static_cast<long long>(proxy.tokens_per_expert),
+                static_cast<long long>(n), static_cast<long long>(k), name_of(implementation), forward_ms,
+                flops / forward_ms / 1e9, dgrad_ms, flops / dgrad_ms / 1e9, wgrad_ms, flops / wgrad_ms / 1e9,
+                3 * flops / (forward_ms + dgrad_ms + wgrad_ms) / 1e9);
+
+    // One clean pass of each for the cross-check.
+    MOEBENCH_CUDA_CHECK(cudaMemset(dw.get(), 0, groups * n * k * sizeof(float)));
+    forward(implementation, out.get(), a.get(), w.get(), counts.get(), groups, m, n, k);
+    data_gradient(implementation, da.get(), dout.get(), w.get(), counts.get(), groups, m, n, k);
+    weight_gradient(implementation, dw.get(), dout.get(), a.get(), counts.get(), groups, m, n, k);
+    Result& result = results[implementation == Implementation::kOwnKernel ? 0 : 1];
+    result.out = sampled_rows(out.get(), m, n, sample_every);
+    result.da = sampled_rows(da.get(), m, k, sample_every);
+    result.dw = sampled_rows(dw.get(), groups * n, k, weight_sample_every);
+  }
+  const double out_error = relative_l2_error(results[0].out, results[1].out);
+  const double da_error = relative_l2_error(results[0].da, results[1].da);
+  const double dw_error = relative_l2_error(results[0].dw, results[1].dw);
+  std::printf("  %-18s %s own kernel vs cuBLASLt loop, relative L2 on sampled rows: out %.2e  da %.2e  dw %.2e\n",
+              proxy.name, matrix, out_error, da_error, dw_error);
+  EXPECT_LT(out_error, kBf16OutputTolerance) << proxy.name << " " << matrix;
+  EXPECT_LT(da_error, kBf16OutputTolerance) << proxy.name << " " << matrix;
+  EXPECT_LT(dw_error, kF32OutputTolerance) << proxy.name << " " << matrix;
+}
+
+TEST(GroupedGemmTiming, ProxyShapes) {
+  const ExpertProxy proxies[] = {
+      {"Mixtral-8x7B", 8, 1024, 4096, 14336},
+      {"DeepSeek-V2-Lite", 64, 384, 2048, 1408},
+      {"Qwen2-57B-A14B", 64, 512, 3584, 2560},
+  };
+  for (const ExpertProxy& proxy : proxies) {
+    time_expert_matrix(proxy, "fc1", 2 * proxy.ffn, proxy.hidden);  // gate and up: [G, 2*ffn, hidden]
+    time_expert_matrix(proxy, "fc2", proxy.hidden, proxy.ffn);      // down: [G, hidden, ffn]
+  }
+}
+
+}  // namespace
+}  // namespace moebench

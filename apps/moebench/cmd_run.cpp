@@ -43,10 +43,6 @@ config::ResolvedConfig resolve_run(const std::vector<std::string>& extras, const
     resolved.flags = config::FlagMap::parse_arguments(extras);
     if (!resolved.flags.has("--data-path")) resolved.flags.set_bool("--mock-data", true);
   }
-  // A --data-path typed on the command line is meant to be trained on, even
-  // where the model file asks for mock data (the tiny test models do).
-  const config::FlagMap command_line = config::FlagMap::parse_arguments(extras);
-  if (command_line.has("--data-path") && !command_line.has("--mock-data")) resolved.flags.erase("--mock-data");
   return resolved;
 }
 
@@ -82,6 +78,14 @@ RunData corpus_run_data(const config::FlagMap& flags, const config::ModelConfig&
   config.dataset.seq_length = model.seq_length;
   config.dataset.seed = uint64_t(t.seed);
   config.dataset.cache_directory = flags.get_string("--data-cache-path", "");
+  // Megatron's --eod-mask-loss: no loss on predicting from an end-of-document token.
+  if (flags.get_bool("--eod-mask-loss")) {
+    if (!tokenizer->eod())
+      throw Error("--eod-mask-loss needs a tokenizer with an end-of-document token; " +
+                  flags.get_string("--tokenizer-type", "") + " has none");
+    config.dataset.eod_mask_loss = true;
+    config.dataset.eod_token = *tokenizer->eod();
+  }
   config.samples = data::megatron_sample_counts(t.train_iters, t.train_samples, t.eval_interval, t.eval_iters,
                                                 parallel.global_batch);
   const data::TrainingDatasets datasets = data::build_training_datasets(config);

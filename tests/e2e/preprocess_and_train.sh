@@ -8,6 +8,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 moebench=$(realpath "$1")
+export MOEBENCH_BIN=$moebench MOEBENCH_CONFIG_DIR=$root/configs
 export MOEBENCH_CONFIG_DIR=$root/configs
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
@@ -44,6 +45,21 @@ assert all(math.isfinite(r["lm_loss"]) for r in train + valid), "a loss is not f
 assert [r["iteration"] for r in valid] == [5, 10], f"validation records: {valid}"
 print(f"lm loss {train[0]['lm_loss']:.3f} -> {train[-1]['lm_loss']:.3f}; validation {[round(r['lm_loss'], 3) for r in valid]}")
 PY
+
+# The guide's way: DATA_PATH comes from the cluster file, keyed by DATASET:MODEL.
+cat >"$scratch/cluster.yaml" <<YAML
+PARTITION: debug
+RUN_NAME: moebench
+OUTPUT_PATH: $scratch/cluster_run
+DATA_PATH:
+  "Mock:tiny-mixtral": $scratch/corpus_text_document
+YAML
+MODEL=tiny-mixtral CLUSTER=$scratch/cluster.yaml GPUS_PER_NODE=1 NNODES=1 \
+  bash "$root/scripts/interactive_benchmarking.sh" --train-iters 2 --lr-warmup-iters 1 --eod-mask-loss >"$scratch/cluster.txt" \
+  || fail "cluster-file run exited $?: $(tail -5 "$scratch/cluster.txt")"
+grep -q "data $scratch/corpus_text_document" "$scratch/cluster.txt" \
+  || fail "the run did not take DATA_PATH from the cluster file: $(head -3 "$scratch/cluster.txt")"
+echo "ok: DATA_PATH from the cluster file"
 
 # A bad line: exit 2, one line naming it, nothing written.
 sed '3s/.*/{"text": oops}/' "$scratch/corpus.jsonl" >"$scratch/bad.jsonl"

@@ -157,6 +157,7 @@ constexpr std::array kFlags = {
     FlagSpec{"--data-path", K::Strings, "dataset prefixes, optionally weighted"},
     FlagSpec{"--mock-data", K::Bool, "synthetic data"},
     FlagSpec{"--split", K::String, "train,valid,test proportions"},
+    FlagSpec{"--eod-mask-loss", K::Bool, "no loss on tokens that follow an end-of-document token"},
     FlagSpec{"--data-cache-path", K::String, "where sample indices are cached"},
     FlagSpec{"--tokenizer-type", K::String, "HuggingFaceTokenizer, Llama2Tokenizer or NullTokenizer"},
     FlagSpec{"--tokenizer-model", K::String, "tokenizer file or directory"},

@@ -72,6 +72,23 @@ void k_grouped_bf16_gemm_tn_contiguous(float* dw, const __nv_bfloat16* dout, con
                                        std::int64_t m_capacity, std::int64_t n, std::int64_t k,
                                        cudaStream_t stream);
 
+// Version 2, Hopper only (sm_90a: wgmma, TMA, warp-specialised persistent
+// kernel; ops/cuda/grouped_gemm_sm90.cu). Same contracts, arguments and
+// checks as the three above, plus: the current device must be compute
+// capability 9.x (throws moebench::Error otherwise).
+void m_grouped_bf16_gemm_nt_contiguous_sm90(__nv_bfloat16* out, const __nv_bfloat16* a, const __nv_bfloat16* w,
+                                            const std::int32_t* group_counts, std::int64_t num_groups,
+                                            std::int64_t m_capacity, std::int64_t n, std::int64_t k,
+                                            cudaStream_t stream);
+void m_grouped_bf16_gemm_nn_contiguous_sm90(__nv_bfloat16* da, const __nv_bfloat16* dout, const __nv_bfloat16* w,
+                                            const std::int32_t* group_counts, std::int64_t num_groups,
+                                            std::int64_t m_capacity, std::int64_t n, std::int64_t k,
+                                            cudaStream_t stream);
+void k_grouped_bf16_gemm_tn_contiguous_sm90(float* dw, const __nv_bfloat16* dout, const __nv_bfloat16* a,
+                                            const std::int32_t* group_counts, std::int64_t num_groups,
+                                            std::int64_t m_capacity, std::int64_t n, std::int64_t k,
+                                            cudaStream_t stream);
+
 // Megatron-style reference paths for comparison: copy the counts to the host
 // (one stream synchronisation per call) and run one cuBLASLt GEMM per
 // non-empty group. Same contracts and results; any n, k and alignment.

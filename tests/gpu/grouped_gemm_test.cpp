@@ -1,8 +1,11 @@
-// Grouped expert GEMMs (ops/cuda/grouped_gemm.cu): the own kernel and the
-// cuBLASLt loop against the CPU twins on bf16-rounded inputs, over odd sizes,
-// empty groups, one-row groups, unbalanced counts and rows past the counts;
-// then TFLOP/s of forward, data gradient and weight gradient of fc1 and fc2 at
-// the zoo proxies' expert shapes, own kernel against the cuBLASLt loop.
+// Grouped expert GEMMs (ops/cuda/grouped_gemm.cu, grouped_gemm_sm90.cu): the
+// own kernels (v1 mma.sync, v2 Hopper wgmma + TMA) and the cuBLASLt loop
+// against the CPU twins on bf16-rounded inputs, over odd sizes, empty groups,
+// one-row groups, unbalanced counts, more tiles than SMs and rows past the
+// counts (NaN in the inputs, poison in the outputs); then TFLOP/s of forward,
+// data gradient and weight gradient of fc1 and fc2 at the zoo proxies' expert
+// shapes, each own kernel against the cuBLASLt loop, every result checked
+// against an fp64 host reference at sampled elements.
 #include "moebench/ops/grouped_gemm.h"
 
 #include <cuda_bf16.h>
@@ -13,6 +16,7 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <iterator>
 #include <numeric>
 #include <random>
 #include <string>
@@ -35,10 +39,20 @@ using gpu_testing::to_bf16;
 constexpr double kBf16OutputTolerance = 1e-2;  // relative L2, bf16 outputs
 constexpr double kF32OutputTolerance = 1e-3;   // relative L2, fp32 weight gradients
 
-enum class Implementation { kOwnKernel, kCublasLtLoop };
+enum class Implementation { kOwnKernel, kOwnKernelSm90, kCublasLtLoop };
+constexpr Implementation kAllImplementations[] = {Implementation::kOwnKernel, Implementation::kOwnKernelSm90,
+                                                  Implementation::kCublasLtLoop};
 
 const char* name_of(Implementation implementation) {
-  return implementation == Implementation::kOwnKernel ? "own kernel" : "cuBLASLt loop";
+  switch (implementation) {
+    case Implementation::kOwnKernel:
+      return "own kernel v1";
+    case Implementation::kOwnKernelSm90:
+      return "own kernel sm90";
+    case Implementation::kCublasLtLoop:
+      return "cuBLASLt loop";
+  }
+  return "?";
 }
 
 void forward(Implementation implementation, __nv_bfloat16* out, const __nv_bfloat16* a, const __nv_bfloat16* w,
@@ -46,6 +60,8 @@ void forward(Implementation implementation, __nv_bfloat16* out, const __nv_bfloa
              std::int64_t k) {
   if (implementation == Implementation::kOwnKernel) {
     ops::cuda::m_grouped_bf16_gemm_nt_contiguous(out, a, w, counts, groups, m_capacity, n, k, nullptr);
+  } else if (implementation == Implementation::kOwnKernelSm90) {
+    ops::cuda::m_grouped_bf16_gemm_nt_contiguous_sm90(out, a, w, counts, groups, m_capacity, n, k, nullptr);
   } else {
     ops::cuda::m_grouped_bf16_gemm_nt_contiguous_cublaslt_loop(ops::cuda::GemmContext::for_current_device(), out, a,
                                                                w, counts, groups, m_capacity, n, k, nullptr);
@@ -57,6 +73,8 @@ void data_gradient(Implementation implementation, __nv_bfloat16* da, const __nv_
                    std::int64_t n, std::int64_t k) {
   if (implementation == Implementation::kOwnKernel) {
     ops::cuda::m_grouped_bf16_gemm_nn_contiguous(da, dout, w, counts, groups, m_capacity, n, k, nullptr);
+  } else if (implementation == Implementation::kOwnKernelSm90) {
+    ops::cuda::m_grouped_bf16_gemm_nn_contiguous_sm90(da, dout, w, counts, groups, m_capacity, n, k, nullptr);
   } else {
     ops::cuda::m_grouped_bf16_gemm_nn_contiguous_cublaslt_loop(ops::cuda::GemmContext::for_current_device(), da,
                                                                dout, w, counts, groups, m_capacity, n, k, nullptr);
@@ -68,6 +86,8 @@ void weight_gradient(Implementation implementation, float* dw, const __nv_bfloat
                      std::int64_t k) {
   if (implementation == Implementation::kOwnKernel) {
     ops::cuda::k_grouped_bf16_gemm_tn_contiguous(dw, dout, a, counts, groups, m_capacity, n, k, nullptr);
+  } else if (implementation == Implementation::kOwnKernelSm90) {
+    ops::cuda::k_grouped_bf16_gemm_tn_contiguous_sm90(dw, dout, a, counts, groups, m_capacity, n, k, nullptr);
   } else {
     ops::cuda::k_grouped_bf16_gemm_tn_contiguous_cublaslt_loop(ops::cuda::GemmContext::for_current_device(), dw,
                                                                dout, a, counts, groups, m_capacity, n, k, nullptr);
@@ -95,6 +115,10 @@ std::vector<GroupedCase> correctness_cases() {
       {"all_groups_empty", {0, 0, 0, 0}, 16, 32, 32},
       {"sixty_four_small_groups", many, sum(many), 72, 56},
       {"long_reduction", {5, 700}, 705, 16, 2048},
+      // More 128x256 output tiles than an H100 has SMs (CTAs run several,
+      // their pipeline phases carrying over); partial 64-row steps in every
+      // weight-gradient group; K and N not multiples of 64 or 256.
+      {"more_tiles_than_sms", {2000, 1500, 37}, 3600, 1032, 200},
   };
 }
 
@@ -107,9 +131,12 @@ TEST_P(GroupedGemmTest, MatchesCpuTwinsOnEveryCase) {
     const std::int64_t groups = c.counts.size(), m = c.m_capacity, n = c.n, k = c.k;
     const std::int64_t used = std::accumulate(c.counts.begin(), c.counts.end(), 0LL);
     const std::uint64_t seed = 1000 + n * 7 + k * 13 + groups;
-    const std::vector<float> a = round_to_bf16(random_floats(m * k, seed));
+    std::vector<float> a = round_to_bf16(random_floats(m * k, seed));
     const std::vector<float> w = round_to_bf16(random_floats(groups * n * k, seed + 1));
-    const std::vector<float> dout = round_to_bf16(random_floats(m * n, seed + 2));
+    std::vector<float> dout = round_to_bf16(random_floats(m * n, seed + 2));
+    // Rows past the counts hold NaN: a kernel that lets them into any result fails.
+    std::fill(a.begin() + used * k, a.end(), std::nanf(""));
+    std::fill(dout.begin() + used * n, dout.end(), std::nanf(""));
     const std::vector<float> dw_initial = random_floats(groups * n * k, seed + 3);
 
     std::vector<float> out_expected(used * n), da_expected(used * k), dw_expected = dw_initial;
@@ -150,11 +177,17 @@ TEST_P(GroupedGemmTest, MatchesCpuTwinsOnEveryCase) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Implementations, GroupedGemmTest,
-                         ::testing::Values(Implementation::kOwnKernel, Implementation::kCublasLtLoop),
+INSTANTIATE_TEST_SUITE_P(Implementations, GroupedGemmTest, ::testing::ValuesIn(kAllImplementations),
                          [](const auto& info) {
-                           return std::string(info.param == Implementation::kOwnKernel ? "OwnKernel"
-                                                                                       : "CublasLtLoop");
+                           switch (info.param) {
+                             case Implementation::kOwnKernel:
+                               return std::string("OwnKernel");
+                             case Implementation::kOwnKernelSm90:
+                               return std::string("OwnKernelSm90");
+                             case Implementation::kCublasLtLoop:
+                               break;
+                           }
+                           return std::string("CublasLtLoop");
                          });
 
 TEST(GroupedGemmArguments, OwnKernelRejectsWhatItCannotRun) {
@@ -173,6 +206,22 @@ TEST(GroupedGemmArguments, OwnKernelRejectsWhatItCannotRun) {
   MOEBENCH_CUDA_CHECK(cudaDeviceSynchronize());
 }
 
+TEST(GroupedGemmArguments, Sm90KernelRejectsWhatItCannotRun) {
+  DeviceBuffer<__nv_bfloat16> a(4096), w(4096), out(4096);
+  DeviceBuffer<std::int32_t> counts(std::vector<std::int32_t>{8, 8});
+  const auto run = [&](const __nv_bfloat16* a_pointer, std::int64_t groups, std::int64_t n, std::int64_t k) {
+    ops::cuda::m_grouped_bf16_gemm_nt_contiguous_sm90(out.get(), a_pointer, w.get(), counts.get(), groups, 16, n, k,
+                                                      nullptr);
+  };
+  EXPECT_THROW(run(a.get(), 2, 12, 16), Error);      // n not a multiple of 8
+  EXPECT_THROW(run(a.get(), 2, 16, 20), Error);      // k not a multiple of 8
+  EXPECT_THROW(run(a.get(), 0, 16, 16), Error);      // no groups
+  EXPECT_THROW(run(a.get(), 2000, 16, 16), Error);   // more groups than the scheduler holds
+  EXPECT_THROW(run(a.get() + 1, 2, 16, 16), Error);  // 2-byte aligned operand
+  EXPECT_NO_THROW(run(a.get(), 2, 16, 16));
+  MOEBENCH_CUDA_CHECK(cudaDeviceSynchronize());
+}
+
 // ---- timing at the proxy shapes ----
 
 struct ExpertProxy {
@@ -181,7 +230,7 @@ struct ExpertProxy {
 };
 
 // Every sample_every-th row of a device matrix, as floats: enough to compare
-// two GPU results over all groups without copying gigabytes.
+// GPU results over all groups without copying gigabytes.
 template <typename T>
 std::vector<float> sampled_rows(const T* device, std::int64_t rows, std::int64_t columns, std::int64_t sample_every) {
   const std::int64_t sampled = (rows + sample_every - 1) / sample_every;
@@ -214,33 +263,116 @@ double time_ms(int warmup, int repetitions, const std::function<void()>& run) {
 
 // Random bf16 values for timing inputs of a billion elements: one random
 // block of 2^20 values tiled, since generating each value on the host would
-// take longer than every timed kernel together.
-std::vector<__nv_bfloat16> tiled_random_bf16(std::int64_t count, std::uint64_t seed, float low = -1, float high = 1) {
-  const std::vector<__nv_bfloat16> block = to_bf16(random_floats(std::int64_t{1} << 20, seed, low, high));
-  std::vector<__nv_bfloat16> values(count);
-  for (std::int64_t i = 0; i < count; i += static_cast<std::int64_t>(block.size()))
-    std::copy_n(block.begin(), std::min<std::int64_t>(block.size(), count - i), values.begin() + i);
-  return values;
+// take longer than every timed kernel together. at(i) is element i of the
+// tiled tensor, which lets the host compute reference values without a copy.
+class TiledRandomBf16 {
+ public:
+  TiledRandomBf16(std::uint64_t seed, float low = -1, float high = 1)
+      : block_(to_bf16(random_floats(kBlock, seed, low, high))) {}
+  std::vector<__nv_bfloat16> values(std::int64_t count) const {
+    std::vector<__nv_bfloat16> values(count);
+    for (std::int64_t i = 0; i < count; i += kBlock)
+      std::copy_n(block_.begin(), std::min<std::int64_t>(kBlock, count - i), values.begin() + i);
+    return values;
+  }
+  double at(std::int64_t i) const { return __bfloat162float(block_[i % kBlock]); }
+
+ private:
+  static constexpr std::int64_t kBlock = std::int64_t{1} << 20;
+  std::vector<__nv_bfloat16> block_;
+};
+
+// Relative L2 difference of two results and how many elements differ at all.
+struct Difference {
+  double relative_l2;
+  std::int64_t differing;
+};
+Difference difference(const std::vector<float>& actual, const std::vector<float>& expected) {
+  std::int64_t differing = 0;
+  for (std::size_t i = 0; i < actual.size(); ++i) differing += actual[i] != expected[i];
+  return {relative_l2_error(actual, expected), differing};
 }
 
 // One expert matrix (fc1 or fc2) of a proxy: w [G, N, K], balanced tokens.
+// Besides the times, each implementation's results are checked on sampled
+// elements against an fp64 reference computed on the host from the same
+// (tiled) inputs, and compared with the cuBLASLt loop's over whole sampled
+// rows. The latter may well be exactly zero: all three run the reduction in
+// ascending order in k16 tensor-core steps without split-K, so they often
+// agree bit for bit; the fp64 reference is what measures the error.
 void time_expert_matrix(const ExpertProxy& proxy, const char* matrix, std::int64_t n, std::int64_t k) {
   constexpr int kWarmup = 3, kRepetitions = 10;
   const std::int64_t groups = proxy.experts, m = proxy.experts * proxy.tokens_per_expert;
-  DeviceBuffer<__nv_bfloat16> a(tiled_random_bf16(m * k, 11)), dout(tiled_random_bf16(m * n, 12));
-  DeviceBuffer<__nv_bfloat16> w(tiled_random_bf16(groups * n * k, 13, -0.05f, 0.05f));
+  const TiledRandomBf16 a_values(11), dout_values(12), w_values(13, -0.05f, 0.05f);
+  DeviceBuffer<__nv_bfloat16> a(a_values.values(m * k)), dout(dout_values.values(m * n));
+  DeviceBuffer<__nv_bfloat16> w(w_values.values(groups * n * k));
   DeviceBuffer<__nv_bfloat16> out(m * n), da(m * k);
   DeviceBuffer<float> dw(groups * n * k);
   DeviceBuffer<std::int32_t> counts(std::vector<std::int32_t>(groups, static_cast<std::int32_t>(proxy.tokens_per_expert)));
   const double flops = 2.0 * m * n * k;
-  const std::int64_t sample_every = std::max<std::int64_t>(1, m / 512);
-  const std::int64_t weight_sample_every = std::max<std::int64_t>(1, groups * n / 512);
+  // Odd sampling strides, so that the sampled rows visit every row offset
+  // within a 128-row tile (a stride of 16 would only ever see rows 0, 16, ...).
+  const std::int64_t sample_every = std::max<std::int64_t>(1, m / 512) | 1;
+  const std::int64_t weight_sample_every = std::max<std::int64_t>(1, groups * n / 512) | 1;
+
+  // fp64 references at sampled elements: every reference_stride-th sampled
+  // row, kReferenceColumns columns spread over the row (shifted per row so
+  // that every column offset within a tile gets its turn).
+  constexpr std::int64_t kReferenceColumns = 16;
+  constexpr std::int64_t kReferenceRowStride = 8;  // 64 of the 512 sampled rows
+  const auto reference_column = [](std::int64_t index, std::int64_t sampled_row, std::int64_t columns) {
+    return (index * (columns / kReferenceColumns) + sampled_row * 37) % columns;
+  };
+  struct Reference {
+    std::vector<std::int64_t> positions;  // index into the sampled rows
+    std::vector<float> values;
+  };
+  const auto make_reference = [&](std::int64_t rows, std::int64_t columns, std::int64_t every,
+                                  const std::function<double(std::int64_t, std::int64_t)>& element) {
+    Reference reference;
+    const std::int64_t sampled = (rows + every - 1) / every;
+    for (std::int64_t s = 0; s < sampled; s += kReferenceRowStride) {
+      for (std::int64_t i = 0; i < kReferenceColumns; ++i) {
+        const std::int64_t column = reference_column(i, s, columns);
+        reference.positions.push_back(s * columns + column);
+        reference.values.push_back(static_cast<float>(element(s * every, column)));
+      }
+    }
+    return reference;
+  };
+  const std::int64_t rows_per_group = proxy.tokens_per_expert;
+  const Reference out_reference = make_reference(m, n, sample_every, [&](std::int64_t row, std::int64_t column) {
+    const std::int64_t g = row / rows_per_group;
+    double sum = 0;
+    for (std::int64_t i = 0; i < k; ++i) sum += a_values.at(row * k + i) * w_values.at((g * n + column) * k + i);
+    return sum;
+  });
+  const Reference da_reference = make_reference(m, k, sample_every, [&](std::int64_t row, std::int64_t column) {
+    const std::int64_t g = row / rows_per_group;
+    double sum = 0;
+    for (std::int64_t i = 0; i < n; ++i) sum += dout_values.at(row * n + i) * w_values.at((g * n + i) * k + column);
+    return sum;
+  });
+  const Reference dw_reference =
+      make_reference(groups * n, k, weight_sample_every, [&](std::int64_t weight_row, std::int64_t column) {
+        const std::int64_t g = weight_row / n, row_of_n = weight_row % n;
+        double sum = 0;
+        for (std::int64_t r = g * rows_per_group; r < (g + 1) * rows_per_group; ++r)
+          sum += dout_values.at(r * n + row_of_n) * a_values.at(r * k + column);
+        return sum;  // dw starts at zero below
+      });
+  const auto at_reference = [](const std::vector<float>& sampled, const Reference& reference) {
+    std::vector<float> values;
+    for (std::int64_t position : reference.positions) values.push_back(sampled[position]);
+    return values;
+  };
 
   struct Result {
     std::vector<float> out, da, dw;
   };
-  Result results[2];
-  for (Implementation implementation : {Implementation::kOwnKernel, Implementation::kCublasLtLoop}) {
+  Result results[std::size(kAllImplementations)];
+  for (std::size_t index = 0; index < std::size(kAllImplementations); ++index) {
+    const Implementation implementation = kAllImplementations[index];
     const double forward_ms = time_ms(kWarmup, kRepetitions, [&] {
       forward(implementation, out.get(), a.get(), w.get(), counts.get(), groups, m, n, k);
     });
@@ -257,24 +389,46 @@ void time_expert_matrix(const ExpertProxy& proxy, const char* matrix, std::int64
                 flops / forward_ms / 1e9, dgrad_ms, flops / dgrad_ms / 1e9, wgrad_ms, flops / wgrad_ms / 1e9,
                 3 * flops / (forward_ms + dgrad_ms + wgrad_ms) / 1e9);
 
-    // One clean pass of each for the cross-check.
+    // One clean pass of each for the checks; outputs poisoned first, so an
+    // element left unwritten reads NaN.
+    out.poison();
+    da.poison();
     MOEBENCH_CUDA_CHECK(cudaMemset(dw.get(), 0, groups * n * k * sizeof(float)));
     forward(implementation, out.get(), a.get(), w.get(), counts.get(), groups, m, n, k);
     data_gradient(implementation, da.get(), dout.get(), w.get(), counts.get(), groups, m, n, k);
     weight_gradient(implementation, dw.get(), dout.get(), a.get(), counts.get(), groups, m, n, k);
-    Result& result = results[implementation == Implementation::kOwnKernel ? 0 : 1];
+    Result& result = results[index];
     result.out = sampled_rows(out.get(), m, n, sample_every);
     result.da = sampled_rows(da.get(), m, k, sample_every);
     result.dw = sampled_rows(dw.get(), groups * n, k, weight_sample_every);
+
+    const double out_error = relative_l2_error(at_reference(result.out, out_reference), out_reference.values);
+    const double da_error = relative_l2_error(at_reference(result.da, da_reference), da_reference.values);
+    const double dw_error = relative_l2_error(at_reference(result.dw, dw_reference), dw_reference.values);
+    const char* name = name_of(implementation);
+    std::printf("  %-18s %s %-14s vs fp64 at %zu+%zu+%zu sampled elements, relative L2: out %.2e  da %.2e  dw %.2e\n",
+                proxy.name, matrix, name, out_reference.values.size(), da_reference.values.size(),
+                dw_reference.values.size(), out_error, da_error, dw_error);
+    EXPECT_LT(out_error, kBf16OutputTolerance) << proxy.name << " " << matrix << " " << name;
+    EXPECT_LT(da_error, kBf16OutputTolerance) << proxy.name << " " << matrix << " " << name;
+    EXPECT_LT(dw_error, kF32OutputTolerance) << proxy.name << " " << matrix << " " << name;
   }
-  const double out_error = relative_l2_error(results[0].out, results[1].out);
-  const double da_error = relative_l2_error(results[0].da, results[1].da);
-  const double dw_error = relative_l2_error(results[0].dw, results[1].dw);
-  std::printf("  %-18s %s own kernel vs cuBLASLt loop, relative L2 on sampled rows: out %.2e  da %.2e  dw %.2e\n",
-              proxy.name, matrix, out_error, da_error, dw_error);
-  EXPECT_LT(out_error, kBf16OutputTolerance) << proxy.name << " " << matrix;
-  EXPECT_LT(da_error, kBf16OutputTolerance) << proxy.name << " " << matrix;
-  EXPECT_LT(dw_error, kF32OutputTolerance) << proxy.name << " " << matrix;
+  const Result& loop = results[std::size(kAllImplementations) - 1];  // the cuBLASLt loop
+  for (std::size_t index = 0; index + 1 < std::size(kAllImplementations); ++index) {
+    const Difference out_difference = difference(results[index].out, loop.out);
+    const Difference da_difference = difference(results[index].da, loop.da);
+    const Difference dw_difference = difference(results[index].dw, loop.dw);
+    const char* name = name_of(kAllImplementations[index]);
+    std::printf("  %-18s %s %-14s vs cuBLASLt loop on sampled rows: out %.2e (%lld of %zu differ)  da %.2e (%lld of "
+                "%zu)  dw %.2e (%lld of %zu)\n",
+                proxy.name, matrix, name, out_difference.relative_l2, static_cast<long long>(out_difference.differing),
+                loop.out.size(), da_difference.relative_l2, static_cast<long long>(da_difference.differing),
+                loop.da.size(), dw_difference.relative_l2, static_cast<long long>(dw_difference.differing),
+                loop.dw.size());
+    EXPECT_LT(out_difference.relative_l2, kBf16OutputTolerance) << proxy.name << " " << matrix << " " << name;
+    EXPECT_LT(da_difference.relative_l2, kBf16OutputTolerance) << proxy.name << " " << matrix << " " << name;
+    EXPECT_LT(dw_difference.relative_l2, kF32OutputTolerance) << proxy.name << " " << matrix << " " << name;
+  }
 }
 
 TEST(GroupedGemmTiming, ProxyShapes) {

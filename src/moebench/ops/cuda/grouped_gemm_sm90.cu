@@ -13,8 +13,8 @@
 //     wgmma.mma_async m64n256k16 bf16 -> fp32 per 16 of K, 128 accumulator
 //     registers per thread), warpgroup 2 loads (one thread issues TMA).
 //     setmaxnreg gives the loaders 40 registers and the math 232.
-//   - TMA (cp.async.bulk.tensor) into a 4-stage ring of 48 KiB stages (A
-//     16 KiB + B 32 KiB), 128-byte swizzle; per stage a "full" mbarrier (the
+//   - TMA (cp.async.bulk.tensor) into a ring of 48 KiB stages (A 16 KiB +
+//     B 32 KiB; 4 stages, 3 for the weight gradient), 128-byte swizzle; per stage a "full" mbarrier (the
 //     producer's arrival + the TMA's transaction bytes) and an "empty" one
 //     (one arrival per consumer warp once its wgmmas on the stage are done;
 //     each warpgroup keeps one k-block of wgmmas in flight, wait_group 1).
@@ -36,9 +36,19 @@
 //     partial step would read the next group's rows, so the math warpgroups
 //     zero those rows of both operands in shared memory before the wgmma
 //     (generic stores, then fence.proxy.async, then a named barrier).
-//   - Epilogue straight from the accumulators: predicated bf16x2 stores
-//     (M-grouped) or fp32 read-add-write (K-grouped) to global memory, while
-//     the producer already loads the next tile's stages.
+//   - M-grouped epilogue straight from the accumulators: predicated bf16x2
+//     stores, while the producer already loads the next tile's stages.
+//   - K-grouped epilogue (version 2.1): dw += tile is one TMA reduce-add per
+//     64 x 32 fp32 box (cp.reduce.async.bulk.tensor .add, the L2 does the
+//     read-add-write), so the fp32 traffic (8 bytes per dw element, the
+//     bound of these memory-heavy shapes: 7.5 GB for Mixtral fc1) runs in the
+//     background of the next tiles' math instead of between them. Each math
+//     warpgroup stages its 64 x 256 accumulators a quarter (64 x 64, 16 KiB)
+//     at a time through two alternating buffers (128-byte swizzled, no bank
+//     conflicts); the wait before refilling a buffer is for the reduce issued
+//     two quarters earlier. The 64 KiB of staging cost the pipeline its
+//     fourth stage. dw is a 3-D [G, N, K] map: rows past N and columns past K
+//     are skipped, never the next expert's.
 //   - The tensor maps are encoded on the host per call with
 //     cuTensorMapEncodeTiled, reached through cudaGetDriverEntryPointByVersion
 //     (the non-deprecated form of cudaGetDriverEntryPoint): no -lcuda.
@@ -67,7 +77,6 @@ namespace {
 constexpr int kBlockM = 128;  // output rows per CTA tile: two math warpgroups of 64
 constexpr int kBlockN = 256;  // output columns per CTA tile: one m64n256 wgmma per warpgroup
 constexpr int kBlockK = 64;   // reduction per stage: 64 bf16 = one 128-byte swizzled row
-constexpr int kStages = 4;
 constexpr int kMathWarpgroups = 2;
 constexpr int kThreads = 128 * (kMathWarpgroups + 1);
 constexpr int kProducerRegisters = 40;
@@ -77,10 +86,17 @@ constexpr int kBTileBytes = kBlockN * kBlockK * 2;    // 32 KiB
 constexpr int kStageBytes = kATileBytes + kBTileBytes;
 constexpr int kBoxBytes = 64 * 64 * 2;                // an MN-major box: 64 rows of K x 64 of M/N, 8 KiB
 constexpr int kAtomBytes = 1024;                      // 8 swizzled rows of 128 bytes
-constexpr int kPipelineBytes = kStages * kStageBytes;  // 192 KiB
-constexpr int kBarrierBytes = 2 * kStages * 8;
 constexpr int kScheduleBytesPerGroup = sizeof(long long) + sizeof(int);
 constexpr int kAlignmentSlack = 1024;  // dynamic shared memory is rounded up to a 1024-byte boundary
+constexpr int kMaxDynamicSharedBytes = 227 * 1024;  // sm_90's per-block opt-in limit
+// Weight-gradient staging: per math warpgroup two buffers, each 64 rows x 64
+// columns of fp32 (16 KiB) = two boxes of 64 rows x 32 columns, as the
+// 128-byte swizzle limits a box's inner extent to 128 bytes.
+constexpr int kStagingBoxColumns = 32;
+constexpr int kStagingBoxBytes = 64 * kStagingBoxColumns * 4;  // 8 KiB
+constexpr int kStagingBufferColumns = 64;
+constexpr int kStagingBufferBytes = 2 * kStagingBoxBytes;      // 16 KiB
+constexpr int kStagingBuffersPerWarpgroup = 2;
 static_assert(kBlockM == kMathWarpgroups * 64, "each math warpgroup owns 64 rows");
 static_assert(kATileBytes % kAtomBytes == 0 && kBTileBytes % kAtomBytes == 0, "tiles start on swizzle atoms");
 static_assert(kMathRegisters % 8 == 0 && kProducerRegisters % 8 == 0, "setmaxnreg takes multiples of 8");
@@ -88,8 +104,26 @@ static_assert(128 * kProducerRegisters + 128 * kMathWarpgroups * kMathRegisters 
 
 enum class Sm90Kind { kMGroupedNT, kMGroupedNN, kKGroupedTN };
 
+// Shared memory of one kind (dynamic, from a 1024-byte boundary): A tiles
+// [kStages][16 KiB], B tiles [kStages][32 KiB], the weight gradient's fp32
+// staging [2 warpgroups][2 buffers][16 KiB], full[kStages] and
+// empty[kStages] mbarriers, then tile_start[G+1] (long long) and
+// row_start[G+1] (int). The weight gradient gives up one stage (3 x 48 KiB)
+// for 64 KiB of staging so that its fp32 reduce-adds run in the background.
+template <Sm90Kind kKind>
+struct SharedLayout {
+  static constexpr int kStages = kKind == Sm90Kind::kKGroupedTN ? 3 : 4;
+  static constexpr int kPipelineBytes = kStages * kStageBytes;
+  static constexpr int kStagingBytes =
+      kKind == Sm90Kind::kKGroupedTN ? kMathWarpgroups * kStagingBuffersPerWarpgroup * kStagingBufferBytes : 0;
+  static constexpr int kBarrierBytes = 2 * kStages * 8;
+  static constexpr int kScheduleOffset = kPipelineBytes + kStagingBytes + kBarrierBytes;
+  static constexpr int kMaxBytes = kAlignmentSlack + kScheduleOffset + (kMaxGroupedGemmGroups + 1) * kScheduleBytesPerGroup;
+  static_assert(kMaxBytes <= kMaxDynamicSharedBytes, "shared memory of the largest schedule");
+};
+
 struct Sm90Params {
-  void* out;  // bf16 [M, cols] (M-grouped) or fp32 [G, N, K] (K-grouped)
+  void* out;  // bf16 [M, cols] (M-grouped); K-grouped: fp32 [G, N, K], reached through the dw tensor map
   const std::int32_t* group_counts;
   int num_groups;
   int m_capacity;
@@ -180,7 +214,7 @@ __device__ __forceinline__ Tile locate_tile(long long tile, int& group, const lo
 }
 
 // The producer: one thread walks the same schedule as the math warpgroups
-// and fills stage (iteration % kStages) of the ring for every k-block.
+// and fills stage (iteration % stages) of the ring for every k-block.
 template <Sm90Kind kKind>
 __device__ void produce(const CUtensorMap* map_a, const CUtensorMap* map_b, const Sm90Params& p,
                         const long long* tile_start, const int* row_start, std::uint32_t a_tiles,
@@ -188,6 +222,7 @@ __device__ void produce(const CUtensorMap* map_a, const CUtensorMap* map_b, cons
   sm90::prefetch_tensor_map(map_a);
   sm90::prefetch_tensor_map(map_b);
   const long long total_tiles = tile_start[p.num_groups];
+  constexpr int kStages = SharedLayout<kKind>::kStages;
   int group = 0;
   std::uint32_t iteration = 0;  // k-blocks issued so far, over all tiles of this CTA
   for (long long tile = blockIdx.x; tile < total_tiles; tile += gridDim.x) {
@@ -248,18 +283,79 @@ __device__ __forceinline__ void zero_rows_past_group(std::uint32_t a, std::uint3
   sm90::named_barrier_sync(1, 128 * kMathWarpgroups);  // everyone's zeros, before anyone's wgmma
 }
 
+// K-grouped epilogue of one math warpgroup: its 64 x 256 fp32 accumulators
+// are added into dw[g] (rows m0.., columns n0.. of the [N, K] gradient) by TMA
+// reduce-adds, 64 columns (a quarter) at a time through the warpgroup's two
+// 16 KiB staging buffers, alternating. Per quarter: the warpgroup's elected
+// thread (which issued every reduce of this warpgroup) waits until the
+// reduce that last used the buffer has read it (at most one newer group,
+// the other buffer's, still reading), a named barrier lets all 128 threads
+// overwrite it, each thread stores its registers (st.shared.v2, 128-byte
+// swizzle as the map says: 16-byte chunk c of row r at chunk c ^ (r % 8), so
+// a warp's 8 rows x 32 bytes cover every bank twice, no conflict beyond the
+// two wavefronts) and fences them for the async proxy, a second barrier, and
+// the elected thread issues the quarter's two box reduce-adds as one bulk
+// group. The L2 adds the data into dw while the math goes on with the next
+// tile. Boxes that start past N or K are not issued (their group is then
+// empty, which keeps the group count per quarter at one); the rest of the
+// overhang the TMA unit skips.
+__device__ __forceinline__ void reduce_add_tile(const CUtensorMap* map_dw, const float (&acc)[128], const Tile& t,
+                                                int n, int k, std::uint32_t staging, int warpgroup, int warp,
+                                                int lane) {
+  const bool elected = threadIdx.x % 128 == 0;
+  const int barrier = 2 + warpgroup;  // 1 is the zeroing barrier of both math warpgroups
+  // Register i: row 16*warp + lane/4 + 8*((i/2)%2), column 8*(i/4) +
+  // 2*(lane%4) + (i%2) of the warpgroup's 64 x 256; row % 8 == lane / 4.
+  const std::uint32_t row_offset = (warp * 16 + lane / 4) * 128 + (lane % 2) * 8;
+  const int chunk_bit = (lane % 4) / 2;  // the 16-byte chunk's low bit within a 32-byte column group
+#pragma unroll
+  for (int quarter = 0; quarter < kBlockN / kStagingBufferColumns; ++quarter) {
+    const std::uint32_t buffer = staging + (quarter % kStagingBuffersPerWarpgroup) * kStagingBufferBytes;
+    if (elected) sm90::bulk_wait_group_read<kStagingBuffersPerWarpgroup - 1>();
+    sm90::named_barrier_sync(barrier, 128);  // the buffer is free for everyone
+#pragma unroll
+    for (int jj = 0; jj < kStagingBufferColumns / 8; ++jj) {
+      const int j = quarter * (kStagingBufferColumns / 8) + jj;  // accumulator column group: columns 8j..8j+7
+      const int box = jj / (kStagingBoxColumns / 8);
+      const int chunk = 2 * (jj % (kStagingBoxColumns / 8)) + chunk_bit;
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const std::uint32_t address =
+            buffer + box * kStagingBoxBytes + row_offset + half * 8 * 128 + (chunk ^ (lane / 4)) * 16;
+        asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(address), "f"(acc[4 * j + 2 * half]),
+                     "f"(acc[4 * j + 2 * half + 1])
+                     : "memory");
+      }
+    }
+    sm90::fence_proxy_async_shared();        // our stores, before the TMA unit reads them
+    sm90::named_barrier_sync(barrier, 128);  // everyone's stores, before the reduce is issued
+    if (elected) {
+      const int row = t.m0 + 64 * warpgroup;
+#pragma unroll
+      for (int box = 0; box < kStagingBufferColumns / kStagingBoxColumns; ++box) {
+        const int column = t.n0 + quarter * kStagingBufferColumns + box * kStagingBoxColumns;
+        if (row < n && column < k)
+          sm90::tma_reduce_add_3d(map_dw, buffer + box * kStagingBoxBytes, column, row, t.group);
+      }
+      sm90::bulk_commit_group();
+    }
+  }
+}
+
 // The math warpgroups: for each tile, accumulate 64x256 per warpgroup over
-// the k-blocks, then store.
+// the k-blocks, then store (M-grouped) or reduce-add (K-grouped, through
+// `staging`, this warpgroup's part of the staging buffers).
 template <Sm90Kind kKind>
-__device__ void consume(const Sm90Params& p, const long long* tile_start, const int* row_start,
-                        std::uint32_t a_tiles, std::uint32_t b_tiles, std::uint32_t full, std::uint32_t empty) {
+__device__ void consume(const CUtensorMap* map_dw, const Sm90Params& p, const long long* tile_start,
+                        const int* row_start, std::uint32_t a_tiles, std::uint32_t b_tiles, std::uint32_t staging,
+                        std::uint32_t full, std::uint32_t empty) {
   constexpr bool kKGrouped = kKind == Sm90Kind::kKGroupedTN;
   constexpr int kTransposeA = kKGrouped ? 1 : 0;                           // dout^T is M-major
   constexpr int kTransposeB = kKind == Sm90Kind::kMGroupedNT ? 0 : 1;      // w (dgrad) and a (wgrad) N-major
   const int warpgroup = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
   const long long total_tiles = tile_start[p.num_groups];
   const int out_cols = output_columns<kKind>(p.n, p.k);
-  const long long group_weights = static_cast<long long>(p.n) * p.k;
+  constexpr int kStages = SharedLayout<kKind>::kStages;
 
   float acc[128];
   int group = 0;
@@ -315,30 +411,14 @@ __device__ void consume(const Sm90Params& p, const long long* tile_start, const 
     sm90::fence_registers(acc);   // no accumulator read may move above the wait
     if (lane == 0) sm90::mbarrier_arrive(empty + previous_stage * 8);
 
-    // Epilogue. Register i: row 16*warp + lane/4 + 8*((i/2)%2), column
-    // 8*(i/4) + 2*(lane%4) + (i%2), within this warpgroup's 64 x 256.
-    const int row_in_tile = warpgroup * 64 + warp * 16 + lane / 4;
-    const int column_in_tile = 2 * (lane % 4);
-    const int cols_valid = out_cols - t.n0;
     if constexpr (kKGrouped) {
-      const int rows_valid = p.n - t.m0;
-      float* out = static_cast<float*>(p.out) + t.group * group_weights + static_cast<long long>(t.m0) * p.k + t.n0;
-#pragma unroll
-      for (int j = 0; j < kBlockN / 8; ++j) {
-        const int column = column_in_tile + 8 * j;
-#pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          const int row = row_in_tile + 8 * half;
-          if (row < rows_valid && column < cols_valid) {
-            float2* target = reinterpret_cast<float2*>(out + static_cast<long long>(row) * p.k + column);
-            float2 sum = *target;
-            sum.x += acc[4 * j + 2 * half];
-            sum.y += acc[4 * j + 2 * half + 1];
-            *target = sum;
-          }
-        }
-      }
+      reduce_add_tile(map_dw, acc, t, p.n, p.k, staging, warpgroup, warp, lane);
     } else {
+      // Register i: row 16*warp + lane/4 + 8*((i/2)%2), column 8*(i/4) +
+      // 2*(lane%4) + (i%2), within this warpgroup's 64 x 256.
+      const int row_in_tile = warpgroup * 64 + warp * 16 + lane / 4;
+      const int column_in_tile = 2 * (lane % 4);
+      const int cols_valid = out_cols - t.n0;
       const int rows_valid = t.group_rows - t.m0;  // never past the group: the next group's rows follow
       __nv_bfloat16* out = static_cast<__nv_bfloat16*>(p.out) +
                            (static_cast<long long>(t.group_begin) + t.m0) * out_cols + t.n0;
@@ -356,25 +436,31 @@ __device__ void consume(const Sm90Params& p, const long long* tile_start, const 
       }
     }
   }
+  if constexpr (kKGrouped) {
+    // The staging buffers must outlive the reduces that read them.
+    if (threadIdx.x % 128 == 0) sm90::bulk_wait_group<0>();
+  }
 }
 
-// Shared memory (dynamic, rounded up to 1024 bytes): A tiles [kStages][16 KiB],
-// B tiles [kStages][32 KiB], full[kStages] and empty[kStages] mbarriers,
-// tile_start[G+1] (long long), row_start[G+1] (int).
+// Shared memory as SharedLayout<kKind> says. map_dw: the fp32 [G, N, K]
+// weight gradient (K-grouped only; unused by the M-grouped kinds).
 template <Sm90Kind kKind>
 __global__ void __launch_bounds__(kThreads, 1)
     grouped_gemm_sm90_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
-                             const Sm90Params p) {
+                             const __grid_constant__ CUtensorMap map_dw, const Sm90Params p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ unsigned char raw_shared[];
   const std::uint32_t raw = sm90::shared_address(raw_shared);
   const std::uint32_t base = (raw + kAtomBytes - 1) & ~static_cast<std::uint32_t>(kAtomBytes - 1);
   unsigned char* shared = raw_shared + (base - raw);
+  using Layout = SharedLayout<kKind>;
+  constexpr int kStages = Layout::kStages;
   const std::uint32_t a_tiles = base;
   const std::uint32_t b_tiles = base + kStages * kATileBytes;
-  const std::uint32_t full = base + kPipelineBytes;
+  const std::uint32_t staging = base + Layout::kPipelineBytes;
+  const std::uint32_t full = staging + Layout::kStagingBytes;
   const std::uint32_t empty = full + kStages * 8;
-  long long* tile_start = reinterpret_cast<long long*>(shared + kPipelineBytes + kBarrierBytes);
+  long long* tile_start = reinterpret_cast<long long*>(shared + Layout::kScheduleOffset);
   int* row_start = reinterpret_cast<int*>(tile_start + p.num_groups + 1);
 
   if (threadIdx.x < 32) {
@@ -395,7 +481,12 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   } else {
     sm90::warpgroup_claim_registers<kMathRegisters>();
-    consume<kKind>(p, tile_start, row_start, a_tiles, b_tiles, full, empty);
+    if constexpr (kKind == Sm90Kind::kKGroupedTN) {
+      if (threadIdx.x % 128 == 0) sm90::prefetch_tensor_map(&map_dw);  // the thread that issues the reduces
+    }
+    const std::uint32_t warpgroup_staging =
+        staging + (threadIdx.x / 128) * kStagingBuffersPerWarpgroup * kStagingBufferBytes;
+    consume<kKind>(&map_dw, p, tile_start, row_start, a_tiles, b_tiles, warpgroup_staging, full, empty);
   }
 #else
   __trap();  // built for sm_90a only
@@ -418,14 +509,15 @@ PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   return encode;
 }
 
-// A bf16 tensor map of `rank` dims (dims[0] innermost, strides in bytes of
-// dims 1..rank-1), 128-byte swizzle, zeros outside the tensor.
-CUtensorMap make_bf16_tensor_map(const void* base, int rank, const cuuint64_t* dims, const cuuint64_t* strides,
-                                 const cuuint32_t* box) {
+// A tensor map of `rank` dims (dims[0] innermost, strides in bytes of dims
+// 1..rank-1), 128-byte swizzle, zeros outside the tensor (loads; stores and
+// reduce-adds skip what lies outside).
+CUtensorMap make_tensor_map(CUtensorMapDataType type, const void* base, int rank, const cuuint64_t* dims,
+                            const cuuint64_t* strides, const cuuint32_t* box) {
   CUtensorMap map;
   const cuuint32_t element_strides[3] = {1, 1, 1};
   const CUresult result = tensor_map_encoder()(
-      &map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, rank, const_cast<void*>(base), dims, strides, box, element_strides,
+      &map, type, rank, const_cast<void*>(base), dims, strides, box, element_strides,
       CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
       CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (result != CUDA_SUCCESS) throw Error("grouped gemm sm90: cuTensorMapEncodeTiled failed, code " + std::to_string(result));
@@ -437,7 +529,7 @@ CUtensorMap matrix_map(const void* base, long long rows, long long columns, int 
   const cuuint64_t dims[2] = {static_cast<cuuint64_t>(columns), static_cast<cuuint64_t>(rows)};
   const cuuint64_t strides[1] = {static_cast<cuuint64_t>(columns) * 2};
   const cuuint32_t box[2] = {static_cast<cuuint32_t>(box_columns), static_cast<cuuint32_t>(box_rows)};
-  return make_bf16_tensor_map(base, 2, dims, strides, box);
+  return make_tensor_map(CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, base, 2, dims, strides, box);
 }
 
 // w [G, N, K] bf16, box `box_k` x `box_n` x 1.
@@ -445,7 +537,17 @@ CUtensorMap weights_map(const void* base, long long groups, long long n, long lo
   const cuuint64_t dims[3] = {static_cast<cuuint64_t>(k), static_cast<cuuint64_t>(n), static_cast<cuuint64_t>(groups)};
   const cuuint64_t strides[2] = {static_cast<cuuint64_t>(k) * 2, static_cast<cuuint64_t>(n * k) * 2};
   const cuuint32_t box[3] = {static_cast<cuuint32_t>(box_k), static_cast<cuuint32_t>(box_n), 1};
-  return make_bf16_tensor_map(base, 3, dims, strides, box);
+  return make_tensor_map(CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, base, 3, dims, strides, box);
+}
+
+// dw [G, N, K] fp32, box 32 (K: 128 bytes, the swizzle's limit) x 64 (N) x 1:
+// the target of the weight gradient's reduce-adds; rows past N and columns
+// past K lie outside the tensor, so no reduce reaches the next expert.
+CUtensorMap weight_gradient_map(float* base, long long groups, long long n, long long k) {
+  const cuuint64_t dims[3] = {static_cast<cuuint64_t>(k), static_cast<cuuint64_t>(n), static_cast<cuuint64_t>(groups)};
+  const cuuint64_t strides[2] = {static_cast<cuuint64_t>(k) * 4, static_cast<cuuint64_t>(n * k) * 4};
+  const cuuint32_t box[3] = {kStagingBoxColumns, 64, 1};
+  return make_tensor_map(CU_TENSOR_MAP_DATA_TYPE_FLOAT32, base, 3, dims, strides, box);
 }
 
 void check_sm90_arguments(const char* name, const void* out, const void* mma_a, const void* mma_b,
@@ -478,7 +580,8 @@ void check_sm90_arguments(const char* name, const void* out, const void* mma_a, 
 }
 
 template <Sm90Kind kKind>
-void launch_sm90(const CUtensorMap& map_a, const CUtensorMap& map_b, const Sm90Params& params, cudaStream_t stream) {
+void launch_sm90(const CUtensorMap& map_a, const CUtensorMap& map_b, const CUtensorMap& map_dw,
+                 const Sm90Params& params, cudaStream_t stream) {
   constexpr bool kKGrouped = kKind == Sm90Kind::kKGroupedTN;
   const long long tiles_n = ceil_div(output_columns<kKind>(params.n, params.k), kBlockN);
   // Upper bound of the tiles the device will find: sum ceil(c/128) <= M/128 + G.
@@ -488,8 +591,9 @@ void launch_sm90(const CUtensorMap& map_a, const CUtensorMap& map_b, const Sm90P
   if (max_tiles == 0) return;
 
   const auto kernel = grouped_gemm_sm90_kernel<kKind>;
+  using Layout = SharedLayout<kKind>;
   const int shared_bytes =
-      kAlignmentSlack + kPipelineBytes + kBarrierBytes + (params.num_groups + 1) * kScheduleBytesPerGroup;
+      kAlignmentSlack + Layout::kScheduleOffset + (params.num_groups + 1) * kScheduleBytesPerGroup;
   int device = 0;
   MOEBENCH_CUDA_CHECK(cudaGetDevice(&device));
   {
@@ -499,16 +603,15 @@ void launch_sm90(const CUtensorMap& map_a, const CUtensorMap& map_b, const Sm90P
     std::lock_guard<std::mutex> lock(mutex);
     if (configured.size() <= static_cast<size_t>(device)) configured.resize(device + 1, false);
     if (!configured[device]) {
-      constexpr int kMaxSharedBytes = kAlignmentSlack + kPipelineBytes + kBarrierBytes +
-                                      (kMaxGroupedGemmGroups + 1) * kScheduleBytesPerGroup;
-      MOEBENCH_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxSharedBytes));
+      MOEBENCH_CUDA_CHECK(
+          cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Layout::kMaxBytes));
       configured[device] = true;
     }
   }
   int multiprocessors = 0;
   MOEBENCH_CUDA_CHECK(cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device));
   const int grid = static_cast<int>(std::min<long long>(multiprocessors, max_tiles));
-  kernel<<<grid, kThreads, shared_bytes, stream>>>(map_a, map_b, params);
+  kernel<<<grid, kThreads, shared_bytes, stream>>>(map_a, map_b, map_dw, params);
   MOEBENCH_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -533,8 +636,8 @@ void m_grouped_bf16_gemm_nt_contiguous_sm90(__nv_bfloat16* out, const __nv_bfloa
   if (m_capacity == 0) return;
   const CUtensorMap map_a = matrix_map(a, m_capacity, k, kBlockK, kBlockM);
   const CUtensorMap map_b = weights_map(w, num_groups, n, k, kBlockK, kBlockN);
-  launch_sm90<Sm90Kind::kMGroupedNT>(map_a, map_b, make_params(out, group_counts, num_groups, m_capacity, n, k),
-                                     stream);
+  launch_sm90<Sm90Kind::kMGroupedNT>(map_a, map_b, CUtensorMap{},
+                                     make_params(out, group_counts, num_groups, m_capacity, n, k), stream);
 }
 
 void m_grouped_bf16_gemm_nn_contiguous_sm90(__nv_bfloat16* da, const __nv_bfloat16* dout, const __nv_bfloat16* w,
@@ -546,8 +649,8 @@ void m_grouped_bf16_gemm_nn_contiguous_sm90(__nv_bfloat16* da, const __nv_bfloat
   if (m_capacity == 0) return;
   const CUtensorMap map_a = matrix_map(dout, m_capacity, n, kBlockK, kBlockM);
   const CUtensorMap map_b = weights_map(w, num_groups, n, k, 64, kBlockK);
-  launch_sm90<Sm90Kind::kMGroupedNN>(map_a, map_b, make_params(da, group_counts, num_groups, m_capacity, n, k),
-                                     stream);
+  launch_sm90<Sm90Kind::kMGroupedNN>(map_a, map_b, CUtensorMap{},
+                                     make_params(da, group_counts, num_groups, m_capacity, n, k), stream);
 }
 
 void k_grouped_bf16_gemm_tn_contiguous_sm90(float* dw, const __nv_bfloat16* dout, const __nv_bfloat16* a,
@@ -559,8 +662,9 @@ void k_grouped_bf16_gemm_tn_contiguous_sm90(float* dw, const __nv_bfloat16* dout
   if (m_capacity == 0) return;
   const CUtensorMap map_a = matrix_map(dout, m_capacity, n, 64, kBlockK);
   const CUtensorMap map_b = matrix_map(a, m_capacity, k, 64, kBlockK);
-  launch_sm90<Sm90Kind::kKGroupedTN>(map_a, map_b, make_params(dw, group_counts, num_groups, m_capacity, n, k),
-                                     stream);
+  const CUtensorMap map_dw = weight_gradient_map(dw, num_groups, n, k);
+  launch_sm90<Sm90Kind::kKGroupedTN>(map_a, map_b, map_dw,
+                                     make_params(dw, group_counts, num_groups, m_capacity, n, k), stream);
 }
 
 }  // namespace moebench::ops::cuda

@@ -1,7 +1,7 @@
 #pragma once
 // Hopper (sm_90a) building blocks as thin PTX wrappers: mbarriers, TMA tensor
-// loads, wgmma shared-memory descriptors and the wgmma instruction itself,
-// register reallocation and named barriers. Used by grouped_gemm_sm90.cu.
+// loads and reduce-adds, wgmma shared-memory descriptors and the wgmma
+// instruction itself, register reallocation and named barriers. Used by grouped_gemm_sm90.cu.
 // Device code only; every wrapper says which ordering it provides.
 //
 // Vocabulary: a shared-memory address is a 32-bit `.shared::cta` address
@@ -103,10 +103,46 @@ __device__ __forceinline__ void tma_load_3d(std::uint32_t destination, const CUt
       : "memory");
 }
 
+// ---- TMA reduce-add (shared -> global, bulk async-groups) ----
+
+// Adds the fp32 box in shared memory at `source` (laid out as the map's
+// swizzle says, 1024-byte aligned for the 128-byte swizzle) into the tensor
+// at coordinates (c0 innermost, c1, c2): the L2 does the read-add-write, the
+// kernel never reads the destination. Elements outside the tensor are
+// skipped. The issuing thread must first make the box's generic stores
+// visible to the async proxy (fence_proxy_async_shared in every writer, then
+// a barrier), and later wait (bulk_wait_group_read) before the box is reused.
+__device__ __forceinline__ void tma_reduce_add_3d(const CUtensorMap* map, std::uint32_t source, int c0, int c1,
+                                                  int c2) {
+  asm volatile(
+      "cp.reduce.async.bulk.tensor.3d.global.shared::cta.add.tile.bulk_group [%0, {%2, %3, %4}], [%1];\n" ::"l"(
+          reinterpret_cast<std::uint64_t>(map)),
+      "r"(source), "r"(c0), "r"(c1), "r"(c2)
+      : "memory");
+}
+
+// Closes this thread's bulk operations issued so far into one bulk async-group.
+__device__ __forceinline__ void bulk_commit_group() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+
+// Waits until at most `kPending` of this thread's bulk async-groups have not
+// finished READING their shared-memory source (the source may then be
+// overwritten; the global writes may still be in flight).
+template <int kPending>
+__device__ __forceinline__ void bulk_wait_group_read() {
+  asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(kPending) : "memory");
+}
+
+// Waits until at most `kPending` of this thread's bulk async-groups are still
+// running at all (their global writes done too).
+template <int kPending>
+__device__ __forceinline__ void bulk_wait_group() {
+  asm volatile("cp.async.bulk.wait_group %0;\n" ::"n"(kPending) : "memory");
+}
+
 // Orders this thread's earlier generic-proxy shared-memory writes before
-// later async-proxy accesses (wgmma operand reads, TMA writes) of the same
-// bytes. Needed after ordinary stores into a tile that wgmma reads next, then
-// a barrier among the writers.
+// later async-proxy accesses (wgmma operand reads, TMA reads and writes) of
+// the same bytes. Needed after ordinary stores into a tile that wgmma or a
+// TMA reduce reads next, then a barrier among the writers.
 __device__ __forceinline__ void fence_proxy_async_shared() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }

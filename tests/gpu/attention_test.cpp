@@ -1,6 +1,8 @@
-// CUDA flash attention (ops/cuda/flash_attention_{forward,backward}.cu) against
-// the CPU twin run on the same bf16-rounded inputs, plus timing at the proxies'
-// shapes. Bounds: relative L2 error of out, dq, dk, dv below 1e-2 (bf16 P and
+// CUDA flash attention (ops/cuda/flash_attention_{forward,backward}.cu, and the
+// Hopper forward flash_attention_forward_sm90.cu) against the CPU twin run on the
+// same bf16-rounded inputs, plus timing at the proxies' shapes. The sm90 forward
+// runs every forward case whose head dims it supports (128/128, 192/128) and
+// skips the others by name; on a GPU other than Hopper it is skipped. Bounds: relative L2 error of out, dq, dk, dv below 1e-2 (bf16 P and
 // dS in the tensor-core products), lse within 1e-3 absolute (fp32 throughout).
 #include <gtest/gtest.h>
 
@@ -76,10 +78,32 @@ void PrintTo(const AttentionCase& c, std::ostream* os) { *os << describe(c.shape
 
 class AttentionTest : public ::testing::TestWithParam<AttentionCase> {};
 
-TEST_P(AttentionTest, ForwardMatchesCpu) {
-  const AttentionShape s = GetParam().shape;
-  const auto scale = GetParam().softmax_scale;
-  std::printf("forward %s\n", describe(s).c_str());
+// The two forward versions, same contract (ops/attention.h).
+enum class ForwardVersion { kV1, kSm90 };
+
+// Head dims the Hopper forward implements; the others stay on v1.
+bool sm90_forward_supports(const AttentionShape& s) {
+  return (s.qk_head_dim == 128 && s.v_head_dim == 128) || (s.qk_head_dim == 192 && s.v_head_dim == 128);
+}
+
+bool device_is_hopper() {
+  int device = 0, major = 0;
+  MOEBENCH_CUDA_CHECK(cudaGetDevice(&device));
+  MOEBENCH_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  return major == 9;
+}
+
+void run_forward(ForwardVersion version, bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
+                 const AttentionShape& s, std::optional<double> scale) {
+  if (version == ForwardVersion::kV1) {
+    ops::cuda::causal_attention_forward(out, lse, q, k, v, s, scale, nullptr);
+  } else {
+    ops::cuda::causal_attention_forward_sm90(out, lse, q, k, v, s, scale, nullptr);
+  }
+}
+
+void check_forward(ForwardVersion version, const AttentionShape& s, std::optional<double> scale) {
+  std::printf("forward%s %s\n", version == ForwardVersion::kSm90 ? " (sm90)" : "", describe(s).c_str());
   const AttentionInputs in = random_inputs(s, 1000 + s.seq);
 
   std::vector<float> out_ref(out_count(s)), lse_ref(lse_count(s));
@@ -87,11 +111,22 @@ TEST_P(AttentionTest, ForwardMatchesCpu) {
 
   DeviceBuffer<bf16> q(to_bf16(in.q)), k(to_bf16(in.k)), v(to_bf16(in.v)), out(out_count(s));
   DeviceBuffer<float> lse(lse_count(s));
-  ops::cuda::causal_attention_forward(out.get(), lse.get(), q.get(), k.get(), v.get(), s, scale, nullptr);
+  run_forward(version, out.get(), lse.get(), q.get(), k.get(), v.get(), s, scale);
   MOEBENCH_CUDA_CHECK(cudaGetLastError());
 
   EXPECT_TRUE(l2_close(from_bf16(out.download()), out_ref, "out"));
   EXPECT_TRUE(all_close(lse.download(), lse_ref, 0, kLseAbsTolerance, "lse"));
+}
+
+TEST_P(AttentionTest, ForwardMatchesCpu) { check_forward(ForwardVersion::kV1, GetParam().shape, GetParam().softmax_scale); }
+
+TEST_P(AttentionTest, ForwardSm90MatchesCpu) {
+  const AttentionShape& s = GetParam().shape;
+  if (!sm90_forward_supports(s))
+    GTEST_SKIP() << "causal_attention_forward_sm90 does not implement head dims " << s.qk_head_dim << "/"
+                 << s.v_head_dim << " (v1 only)";
+  if (!device_is_hopper()) GTEST_SKIP() << "causal_attention_forward_sm90 needs a Hopper GPU";
+  check_forward(ForwardVersion::kSm90, s, GetParam().softmax_scale);
 }
 
 TEST_P(AttentionTest, BackwardMatchesCpu) {
@@ -154,6 +189,20 @@ TEST(AttentionShapeCheck, UnsupportedHeadDimsThrowNamingTheSupportedOnes) {
     EXPECT_NE(std::string(e.what()).find("192/128"), std::string::npos) << e.what();
   }
   EXPECT_THROW(ops::cuda::causal_attention_backward_workspace_bytes({1, 16, 3, 2, 128, 128}), Error);
+}
+
+TEST(AttentionShapeCheck, Sm90ForwardRejectsHeadDimsItDoesNotImplement) {
+  // Supported by v1, not by the Hopper kernel: the message names what it does support.
+  const AttentionShape s{1, 16, 4, 1, 24, 16};
+  try {
+    ops::cuda::causal_attention_forward_sm90(nullptr, nullptr, nullptr, nullptr, nullptr, s, std::nullopt, nullptr);
+    FAIL() << "expected moebench::Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("192/128"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(ops::cuda::causal_attention_forward_sm90(nullptr, nullptr, nullptr, nullptr, nullptr,
+                                                        {1, 16, 2, 2, 64, 64}, std::nullopt, nullptr),
+               Error);
 }
 
 // ---- timing ---------------------------------------------------------------
@@ -221,22 +270,47 @@ void time_attention(const char* model, const AttentionShape& s) {
 
   // Correctness at this size: sampled rows against double precision, and
   // every gradient finite.
-  const std::vector<float> out_gpu = from_bf16(out.download()), lse_gpu = lse.download();
-  std::vector<float> sampled_gpu, sampled_ref, sampled_lse_gpu, sampled_lse_ref;
-  for (std::int64_t h : {std::int64_t(0), s.q_heads - 1})
-    for (std::int64_t row : {std::int64_t(0), std::int64_t(1), s.seq / 3, s.seq - 129, s.seq - 1}) {
-      std::vector<double> ref;
-      double ref_lse;
-      reference_row(in, s, 0, row, h, ref, ref_lse);
-      for (std::int64_t d = 0; d < s.v_head_dim; ++d) {
-        sampled_gpu.push_back(out_gpu[size_t((row * s.q_heads + h) * s.v_head_dim + d)]);
-        sampled_ref.push_back(float(ref[size_t(d)]));
+  auto check_sampled_rows = [&](const char* what) {
+    const std::vector<float> out_gpu = from_bf16(out.download()), lse_gpu = lse.download();
+    std::vector<float> sampled_gpu, sampled_ref, sampled_lse_gpu, sampled_lse_ref;
+    for (std::int64_t h : {std::int64_t(0), s.q_heads - 1})
+      for (std::int64_t row : {std::int64_t(0), std::int64_t(1), s.seq / 3, s.seq - 129, s.seq - 1}) {
+        std::vector<double> ref;
+        double ref_lse;
+        reference_row(in, s, 0, row, h, ref, ref_lse);
+        for (std::int64_t d = 0; d < s.v_head_dim; ++d) {
+          sampled_gpu.push_back(out_gpu[size_t((row * s.q_heads + h) * s.v_head_dim + d)]);
+          sampled_ref.push_back(float(ref[size_t(d)]));
+        }
+        sampled_lse_gpu.push_back(lse_gpu[size_t(h * s.seq + row)]);
+        sampled_lse_ref.push_back(float(ref_lse));
       }
-      sampled_lse_gpu.push_back(lse_gpu[size_t(h * s.seq + row)]);
-      sampled_lse_ref.push_back(float(ref_lse));
-    }
-  EXPECT_TRUE(l2_close(sampled_gpu, sampled_ref, "out (sampled rows)"));
-  EXPECT_TRUE(all_close(sampled_lse_gpu, sampled_lse_ref, 0, kLseAbsTolerance, "lse (sampled rows)"));
+    const std::string out_what = std::string("out (sampled rows") + what + ")";
+    const std::string lse_what = std::string("lse (sampled rows") + what + ")";
+    EXPECT_TRUE(l2_close(sampled_gpu, sampled_ref, out_what.c_str()));
+    EXPECT_TRUE(all_close(sampled_lse_gpu, sampled_lse_ref, 0, kLseAbsTolerance, lse_what.c_str()));
+  };
+  check_sampled_rows("");
+
+  // The Hopper forward (version 2) on the same inputs, timed and checked the same way.
+  if (!sm90_forward_supports(s)) {
+    std::printf("%-18s %-28s forward sm90: skipped, head dims %lld/%lld are v1 only\n", model, describe(s).c_str(),
+                static_cast<long long>(s.qk_head_dim), static_cast<long long>(s.v_head_dim));
+  } else if (!device_is_hopper()) {
+    std::printf("%-18s %-28s forward sm90: skipped, not a Hopper GPU\n", model, describe(s).c_str());
+  } else {
+    out.poison();
+    lse.poison();
+    auto forward_sm90 = [&] {
+      ops::cuda::causal_attention_forward_sm90(out.get(), lse.get(), q.get(), k.get(), v.get(), s, std::nullopt,
+                                               nullptr);
+    };
+    const double sm90_ms = mean_microseconds(forward_sm90) / 1000;
+    std::printf("%-18s %-28s forward sm90 %7.3f ms %6.1f TFLOP/s (%.2fx v1) | sm90 forward + v1 backward %7.3f ms\n",
+                model, describe(s).c_str(), sm90_ms, flops / sm90_ms * 1e-9, forward_ms / sm90_ms,
+                sm90_ms + backward_ms);
+    check_sampled_rows(", sm90");
+  }
   EXPECT_TRUE(all_finite(from_bf16(dq.download()), "dq"));
   EXPECT_TRUE(all_finite(from_bf16(dk.download()), "dk"));
   EXPECT_TRUE(all_finite(from_bf16(dv.download()), "dv"));

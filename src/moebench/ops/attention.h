@@ -61,6 +61,14 @@ void causal_attention_forward(__nv_bfloat16* out, float* lse, const __nv_bfloat1
                               const __nv_bfloat16* v, const AttentionShape& shape,
                               std::optional<double> softmax_scale, cudaStream_t stream);
 
+// Version 2 of the forward for Hopper (sm_90a: TMA, wgmma, warp-specialised,
+// FlashAttention-3's structure; flash_attention_forward_sm90.cu). Same contract
+// as causal_attention_forward, for head dims 128/128 and 192/128 only (others
+// throw: use causal_attention_forward); throws on a GPU other than Hopper.
+void causal_attention_forward_sm90(__nv_bfloat16* out, float* lse, const __nv_bfloat16* q, const __nv_bfloat16* k,
+                                   const __nv_bfloat16* v, const AttentionShape& shape,
+                                   std::optional<double> softmax_scale, cudaStream_t stream);
+
 // Bytes of device scratch causal_attention_backward needs: fp32 accumulators
 // for dq [B, S, Hq, Dqk], dk [B, S, Hkv, Dqk], dv [B, S, Hkv, Dv] and the row
 // statistic delta = rowsum(dout * out) [B, Hq, S]:

@@ -1,7 +1,8 @@
 #pragma once
 // Hopper (sm_90a) building blocks as thin PTX wrappers: mbarriers, TMA tensor
 // loads and reduce-adds, wgmma shared-memory descriptors and the wgmma
-// instruction itself, register reallocation and named barriers. Used by grouped_gemm_sm90.cu.
+// instruction itself, register reallocation and named barriers. Used by grouped_gemm_sm90.cu
+// and flash_attention_forward_sm90.cu.
 // Device code only; every wrapper says which ordering it provides.
 //
 // Vocabulary: a shared-memory address is a 32-bit `.shared::cta` address
@@ -74,6 +75,22 @@ __device__ __forceinline__ void mbarrier_wait(std::uint32_t barrier, std::uint32
   }
 }
 
+// As mbarrier_wait, for warpgroups that raised their registers with
+// setmaxnreg (warpgroup_claim_registers). Seen with nvcc 13.0: a `trap`
+// anywhere in such a region makes ptxas allocate it under the kernel's entry
+// cap instead (168 registers at 384 threads), which spilled and serialised
+// the wgmmas of the attention forward. So this watchdog ends the thread
+// (exit) after 2^35 cycles instead: its results are then wrong and the
+// other side of the pipeline, waiting in mbarrier_wait, traps in turn; no
+// hang either way.
+__device__ __forceinline__ void mbarrier_wait_or_exit(std::uint32_t barrier, std::uint32_t parity) {
+  if (mbarrier_try_wait(barrier, parity)) return;
+  const long long start = clock64();
+  while (!mbarrier_try_wait(barrier, parity)) {
+    if (clock64() - start > (1LL << 35)) asm volatile("exit;");
+  }
+}
+
 // ---- TMA (bulk tensor copies global -> shared) ----
 
 // The tensor map is a __grid_constant__ kernel parameter; its generic
@@ -103,6 +120,17 @@ __device__ __forceinline__ void tma_load_3d(std::uint32_t destination, const CUt
       : "memory");
 }
 
+// As tma_load_2d/3d, for 4-D maps (attention's [B, S, H, D] tensors: c0 the
+// head-dim column, c1 the head, c2 the sequence position, c3 the batch).
+__device__ __forceinline__ void tma_load_4d(std::uint32_t destination, const CUtensorMap* map, std::uint32_t barrier,
+                                            int c0, int c1, int c2, int c3) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5, %6}], "
+      "[%2];\n" ::"r"(destination),
+      "l"(reinterpret_cast<std::uint64_t>(map)), "r"(barrier), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
+      : "memory");
+}
+
 // ---- TMA reduce-add (shared -> global, bulk async-groups) ----
 
 // Adds the fp32 box in shared memory at `source` (laid out as the map's
@@ -118,6 +146,21 @@ __device__ __forceinline__ void tma_reduce_add_3d(const CUtensorMap* map, std::u
       "cp.reduce.async.bulk.tensor.3d.global.shared::cta.add.tile.bulk_group [%0, {%2, %3, %4}], [%1];\n" ::"l"(
           reinterpret_cast<std::uint64_t>(map)),
       "r"(source), "r"(c0), "r"(c1), "r"(c2)
+      : "memory");
+}
+
+// Copies the box in shared memory at `source` (laid out as the map's swizzle
+// says) to the tensor at coordinates (c0 innermost .. c3). Elements outside
+// the tensor are skipped. Same ordering duties as tma_reduce_add_3d: every
+// writer fences (fence_proxy_async_shared) before a barrier, the issuing
+// thread commits and later waits (bulk_wait_group_read) before the box is
+// reused or the block exits.
+__device__ __forceinline__ void tma_store_4d(const CUtensorMap* map, std::uint32_t source, int c0, int c1, int c2,
+                                             int c3) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.global.shared::cta.bulk_group [%0, {%2, %3, %4, %5}], [%1];\n" ::"l"(
+          reinterpret_cast<std::uint64_t>(map)),
+      "r"(source), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
       : "memory");
 }
 
@@ -245,6 +288,85 @@ __device__ __forceinline__ void wgmma_m64n256k16_bf16(float (&d)[128], std::uint
       : "l"(descriptor_a), "l"(descriptor_b), "n"(kTransposeA), "n"(kTransposeB), "r"(1));
 }
 
+// Same pinning for register operands of other types (the A fragments of a
+// register-A wgmma: the hardware reads them until wgmma_wait_group says it is
+// done, so they must stay live and unmodified until then).
+template <int kCount>
+__device__ __forceinline__ void fence_registers(std::uint32_t (&r)[kCount]) {
+#pragma unroll
+  for (int i = 0; i < kCount; ++i) asm volatile("" : "+r"(r[i])::"memory");
+}
+
+// d[64 x 128] (fp32, one warpgroup, 64 registers per thread) (+)= A[64 x 16]
+// @ B[16 x 128], A and B bf16 from shared memory through descriptors.
+// accumulate = 0 overwrites d (scale-d false: no zeroing needed), else adds.
+// kTransposeA / kTransposeB as for m64n256k16. Register i of thread t holds
+// row 16*(warp % 4) + (lane / 4) + 8*((i / 2) % 2), column 8*(i / 4) +
+// 2*(lane % 4) + (i % 2).
+template <int kTransposeA, int kTransposeB>
+__device__ __forceinline__ void wgmma_m64n128k16_bf16(float (&d)[64], std::uint64_t descriptor_a,
+                                                      std::uint64_t descriptor_b, int accumulate) {
+  asm volatile(
+      "{\n"
+      ".reg .pred accumulate;\n"
+      "setp.ne.b32 accumulate, %68, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+      "{"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+      "}, "
+      "%64, %65, accumulate, 1, 1, %66, %67;\n"
+      "}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "l"(descriptor_a), "l"(descriptor_b), "n"(kTransposeA), "n"(kTransposeB), "r"(accumulate));
+}
+
+// As wgmma_m64n128k16_bf16 with A from registers: a[4] holds this thread's
+// bf16 pairs of the 64 x 16 A tile in the m16n8k16 A-fragment layout of its
+// warp's 16 rows (warp % 4): a[0] (row lane/4, k 2*(lane%4) + {0,1}),
+// a[1] (row lane/4 + 8, same k), a[2] (row lane/4, k + 8), a[3] (row lane/4
+// + 8, k + 8), low half = lower k. That is exactly what an fp32 accumulator
+// of this shape holds for columns 16j..16j+15 (registers 8j..8j+7, packed in
+// pairs), so scores turn into the A operand of the next product in place.
+// Only B can be transposed (kTransposeB: 0 = K-major, 1 = N-major). The
+// registers of `a` are read asynchronously: keep them unmodified (and pinned
+// with fence_registers) until wgmma_wait_group covers this instruction.
+template <int kTransposeB>
+__device__ __forceinline__ void wgmma_m64n128k16_bf16_register_a(float (&d)[64], const std::uint32_t (&a)[4],
+                                                                 std::uint64_t descriptor_b, int accumulate) {
+  asm volatile(
+      "{\n"
+      ".reg .pred accumulate;\n"
+      "setp.ne.b32 accumulate, %70, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+      "{"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+      "}, "
+      "{%64, %65, %66, %67}, %68, accumulate, 1, 1, %69;\n"
+      "}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(descriptor_b), "n"(kTransposeB), "r"(accumulate));
+}
+
 // ---- registers and barriers ----
 
 // Warpgroup-wide register reallocation; takes effect only when the kernel has
@@ -263,6 +385,12 @@ __device__ __forceinline__ void warpgroup_claim_registers() {
 // threads, a multiple of 32.
 __device__ __forceinline__ void named_barrier_sync(int id, int threads) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
+// Arrives at named barrier `id` without waiting: with named_barrier_sync by
+// the other side, a one-way signal (`threads` counts both sides).
+__device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 
 }  // namespace moebench::ops::cuda::sm90

@@ -18,20 +18,22 @@ namespace fs = std::filesystem;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-// One token per byte (ids 0-255) and EOD 256, so expected ids are the text's bytes.
+// One token per byte (ids 0-255), EOD 256 and BOS 257, so expected ids are the text's bytes.
 class ByteTokenizer final : public Tokenizer {
  public:
-  explicit ByteTokenizer(bool has_eod = true) : has_eod_(has_eod) {}
+  explicit ByteTokenizer(bool has_eod = true, bool has_bos = false) : has_eod_(has_eod), has_bos_(has_bos) {}
   std::vector<int64_t> encode(std::string_view text) const override {
     return {reinterpret_cast<const unsigned char*>(text.data()),
             reinterpret_cast<const unsigned char*>(text.data()) + text.size()};
   }
   std::string decode(std::span<const int64_t> ids) const override { return {ids.begin(), ids.end()}; }
-  int64_t vocab_size() const override { return 257; }
+  int64_t vocab_size() const override { return 258; }
   std::optional<int64_t> eod() const override { return has_eod_ ? std::optional<int64_t>(256) : std::nullopt; }
+  std::optional<int64_t> bos() const override { return has_bos_ ? std::optional<int64_t>(257) : std::nullopt; }
 
  private:
   bool has_eod_;
+  bool has_bos_;
 };
 
 std::vector<int64_t> bytes_of(std::string_view text) { return ByteTokenizer().encode(text); }
@@ -72,7 +74,7 @@ TEST(DataPreprocess, WritesOneSequencePerDocumentWithExactIds) {
   EXPECT_EQ(summary.totals.tokens, 5);
 
   const IndexedDatasetReader corpus(summary.outputs[0]);
-  EXPECT_EQ(corpus.dtype(), TokenDType::UInt16);  // a vocabulary of 257
+  EXPECT_EQ(corpus.dtype(), TokenDType::UInt16);  // a vocabulary of 258
   // The empty text is a document without sequences, as Megatron writes it.
   EXPECT_EQ(corpus.document_count(), 3);
   EXPECT_EQ(corpus.sequence_count(), 2);
@@ -112,6 +114,22 @@ TEST(DataPreprocess, ListOfSentencesGivesOneSequenceEach) {
   ASSERT_EQ(corpus.sequence_count(), 2);
   EXPECT_THAT(corpus.tokens(0), ElementsAre('a', 'b'));
   EXPECT_THAT(corpus.tokens(1), ElementsAre('c', 'd', 'e', 256));
+}
+
+TEST(DataPreprocess, BosStartsEverySequenceAndEodEndsTheDocument) {
+  const fs::path directory = fresh_directory("bos");
+  PreprocessOptions options =
+      options_for(directory, "{\"text\": \"ab\"}\n{\"text\": \"\"}\n{\"text\": [\"c\", \"\"]}\n");
+  options.append_eod = true;
+  const PreprocessSummary summary = preprocess_jsonl(options, ByteTokenizer(true, /*has_bos=*/true));
+  const IndexedDatasetReader corpus(summary.outputs[0]);
+  // As Megatron's tokenize, an empty text still gets its BOS, so it is a sequence.
+  ASSERT_EQ(corpus.sequence_count(), 4);
+  EXPECT_THAT(corpus.tokens(0), ElementsAre(257, 'a', 'b', 256));
+  EXPECT_THAT(corpus.tokens(1), ElementsAre(257, 256));
+  EXPECT_THAT(corpus.tokens(2), ElementsAre(257, 'c'));
+  EXPECT_THAT(corpus.tokens(3), ElementsAre(257, 256));
+  EXPECT_EQ(summary.totals.tokens, 10);
 }
 
 TEST(DataPreprocess, SeveralJsonKeysWriteSeveralPairs) {

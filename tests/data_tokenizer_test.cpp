@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -104,6 +105,7 @@ struct ReferenceCase {
   std::string name;
   int64_t vocab_size;
   int64_t eod;
+  std::optional<int64_t> bos;  // from tokenizer.json's post_processor
   // Metaspace tokenizers (Llama) write spaces as "▁" and prepend one to the
   // text after an added token, so text with "▁" or added tokens does not come
   // back byte for byte.
@@ -144,10 +146,11 @@ TEST_P(DataHuggingFaceTokenizer, DecodeRoundTripsTheCorpus) {
   }
 }
 
-TEST_P(DataHuggingFaceTokenizer, ReadsVocabularySizeAndEodFromTheFiles) {
+TEST_P(DataHuggingFaceTokenizer, ReadsVocabularySizeEodAndBosFromTheFiles) {
   const HuggingFaceTokenizer& tokenizer = reference_tokenizer(GetParam().name);
   EXPECT_EQ(tokenizer.vocab_size(), GetParam().vocab_size);
   EXPECT_EQ(tokenizer.eod(), GetParam().eod);
+  EXPECT_EQ(tokenizer.bos(), GetParam().bos);
 }
 
 // A tiny hand-written tokenizer.json for the steps the three references do not
@@ -197,6 +200,31 @@ TEST_F(DataHuggingFaceTokenizerSteps, MetaspaceByteFallbackFusedUnknownsAndLstri
   EXPECT_EQ(tokenizer.vocab_size(), 11);
 }
 
+TEST_F(DataHuggingFaceTokenizerSteps, BosIsTheSpecialTokenLeadingTheSingleTemplate) {
+  const auto bos_of = [&](const nlohmann::json& post_processor) {
+    nlohmann::json json = metaspace_tokenizer();
+    json["post_processor"] = post_processor;
+    return HuggingFaceTokenizer(write_tokenizer(json)).bos();
+  };
+  const auto template_of = [](const char* single) {
+    nlohmann::json processor = nlohmann::json::parse(R"({"type": "TemplateProcessing", "pair": [],
+        "special_tokens": {"<mask>": {"id": "<mask>", "ids": [10], "tokens": ["<mask>"]}}})");
+    processor["single"] = nlohmann::json::parse(single);
+    return processor;
+  };
+  const nlohmann::json leading = template_of(R"([{"SpecialToken": {"id": "<mask>", "type_id": 0}},
+                                                 {"Sequence": {"id": "A", "type_id": 0}}])");
+  EXPECT_EQ(bos_of(leading), 10);
+  EXPECT_EQ(bos_of({{"type", "Sequence"}, {"processors", {{{"type", "ByteLevel"}}, leading}}}), 10);
+  // A template that only appends, and post-processors other than templates, add no BOS.
+  EXPECT_EQ(bos_of(template_of(R"([{"Sequence": {"id": "A", "type_id": 0}},
+                                   {"SpecialToken": {"id": "<mask>", "type_id": 0}}])")),
+            std::nullopt);
+  EXPECT_EQ(bos_of(nlohmann::json::parse(R"({"type": "RobertaProcessing", "sep": ["</s>", 2], "cls": ["<s>", 0]})")),
+            std::nullopt);
+  EXPECT_EQ(bos_of(nullptr), std::nullopt);
+}
+
 TEST_F(DataHuggingFaceTokenizerSteps, UnsupportedStepsAreNamed) {
   nlohmann::json json = metaspace_tokenizer();
   json["pre_tokenizer"] = {{"type", "Whitespace"}};
@@ -209,9 +237,10 @@ TEST_F(DataHuggingFaceTokenizerSteps, UnsupportedStepsAreNamed) {
 }
 
 INSTANTIATE_TEST_SUITE_P(References, DataHuggingFaceTokenizer,
-                         testing::Values(ReferenceCase{"qwen3", 151669, 151645, false},
-                                         ReferenceCase{"deepseek_v3", 128815, 1, false},
-                                         ReferenceCase{"llama2", 32000, 2, true}),
+                         // deepseek_v3's post_processor is ByteLevel only, so it adds no BOS.
+                         testing::Values(ReferenceCase{"qwen3", 151669, 151645, std::nullopt, false},
+                                         ReferenceCase{"deepseek_v3", 128815, 1, std::nullopt, false},
+                                         ReferenceCase{"llama2", 32000, 2, 1, true}),
                          [](const auto& info) { return info.param.name; });
 
 // ---------------------------------------------------------------- SentencePiece (Llama2Tokenizer)
@@ -231,7 +260,7 @@ TEST(DataSentencePieceTokenizer, MatchesSpmEncodeOnEveryCorpusLine) {
       EXPECT_EQ(tokenizer.decode(got), lines[i]);
     }
   }
-  EXPECT_EQ(tokenizer.bos(), 1);
+  EXPECT_EQ(tokenizer.bos(), std::nullopt);  // Megatron-Core's SentencePiece tokenizer prepends none
   EXPECT_EQ(tokenizer.eod(), 2);
 }
 

@@ -14,10 +14,17 @@
 #include <utility>
 
 #include "commands.h"
+#include "moebench/ckpt/checkpoint_format.h"
+#include "moebench/ckpt/hf_import.h"
 #include "moebench/config/resolved_config_yaml.h"
 #include "moebench/config/validation.h"
 #include "moebench/core/atomic_file.h"
 #include "moebench/core/error.h"
+#ifdef MOEBENCH_WITH_CUDA
+#include <cuda_runtime_api.h>
+
+#include "moebench/core/cuda_allocator.h"
+#endif
 #include "moebench/data/dataset_builder.h"
 #include "moebench/data/mock_dataset.h"
 #include "moebench/data/tokenizer.h"
@@ -113,9 +120,55 @@ void reject_unsupported(const config::FlagMap& flags, const config::ParallelConf
                   "parallelism is: the " + std::to_string(p.world_size) +
                   " rank(s) of this run train as DP=" + std::to_string(p.world_size) +
                   "); set TP, PP, EP, VPP and expert-TP to 1");
-  if (!flags.get_string("--load", "").empty())
-    throw Error("--load " + flags.get_string("--load", "") +
-                ": loading checkpoints arrives with the checkpoint issue; drop --load (or run with PRETRAIN=1)");
+}
+
+// --device cpu|cuda; without it the GPU when this build has CUDA and one is present.
+model::ModelPlacement choose_placement(const config::FlagMap& flags, int world_size) {
+  const std::string device = flags.get_string("--device", "");
+  if (!device.empty() && device != "cpu" && device != "cuda")
+    throw Error("--device " + device + ": use cpu or cuda");
+  if (device == "cpu") return model::ModelPlacement::cpu();
+#ifdef MOEBENCH_WITH_CUDA
+  int gpus = 0;
+  if (cudaGetDeviceCount(&gpus) != cudaSuccess) gpus = 0;
+  if (gpus > 0 && (device == "cuda" || world_size == 1)) {
+    if (world_size > 1)
+      throw Error("--device cuda with " + std::to_string(world_size) +
+                  " ranks: data parallelism on the GPU is not supported yet; run one rank or --device cpu");
+    cudaSetDevice(0);
+    enable_cuda_tensors();
+    return model::ModelPlacement::cuda(0);
+  }
+  if (device == "cuda") throw Error("--device cuda: no CUDA device is visible to this process");
+#else
+  (void)world_size;
+  if (device == "cuda")
+    throw Error("--device cuda: this moebench was built without CUDA; rebuild where nvcc is found or use --device cpu");
+#endif
+  return model::ModelPlacement::cpu();
+}
+
+// A Hugging Face directory given to --load is read here, as weights only;
+// the trainer itself resumes from native checkpoints.
+void load_hf_checkpoint(model::GPTModel& model, train::TrainConfig& t) {
+  if (t.load.empty() || ckpt::detect_checkpoint_format(t.load) != ckpt::CheckpointFormat::kHuggingFace) return;
+  ckpt::load_hf_weights(model, SafetensorsCheckpoint(t.load));
+  t.load.clear();
+}
+
+// --ckpt-convert-save: what --load gave, saved again in our format (the
+// request for Megatron's torch_dist is the same), then the run ends.
+int save_converted_checkpoint(train::Trainer& trainer, const config::FlagMap& flags, bool reporting_rank) {
+  const std::string format = flags.get_string("--ckpt-convert-format", "native");
+  if (format != "native" && format != "torch_dist")
+    throw Error("--ckpt-convert-format " + format + " is not supported; use native (torch_dist means the same)");
+  if (!flags.has("--load")) throw Error("--ckpt-convert-save needs the checkpoint to convert: give --load");
+  const fs::path target = flags.get_string("--ckpt-convert-save", "");
+  trainer.save_checkpoint(target);
+  if (reporting_rank)
+    std::printf("converted %s (iteration %lld) into %s\n", flags.get_string("--load", "").c_str(),
+                (long long)trainer.completed_iterations(), target.c_str());
+  return 0;
 }
 
 int train_on_this_rank(const dist::World& world, const std::vector<std::string>& extras,
@@ -141,6 +194,7 @@ int train_on_this_rank(const dist::World& world, const std::vector<std::string>&
   const fs::path output_dir = train_config.output_dir.empty() ? fs::path("output") : train_config.output_dir;
   const fs::path tensorboard_dir =
       train_config.tensorboard_dir.empty() ? output_dir / "tensorboard" : train_config.tensorboard_dir;
+  const model::ModelPlacement placement_of_run = choose_placement(flags, world_size);
   if (reporting_rank) {
     write_file_atomically(output_dir / "config.yaml", config::resolved_config_yaml(resolved, world_size));
     std::printf("moebench run: %s, %d layers, hidden %d, %d experts; MBS %d, GBS %d (%d microbatches), "
@@ -148,8 +202,9 @@ int train_on_this_rank(const dist::World& world, const std::vector<std::string>&
                 resolved.model.empty() ? "model from flags" : resolved.model.c_str(), model_config.num_layers,
                 model_config.hidden_size, model_config.moe.num_experts, parallel.micro_batch, parallel.global_batch,
                 parallel.num_microbatches(), train_config.train_iters);
-    // --bf16 selects the GPU engine's compute type; the CPU engine is the float32 reference.
-    std::printf("engine: CPU, float32, %d rank%s (DP=%d%s); %s; output in %s\n", world_size,
+    // The GPU engine trains in Megatron's bf16 mixed precision; the CPU engine is the float32 reference.
+    std::printf("engine: %s, %d rank%s (DP=%d%s); %s; output in %s\n",
+                placement_of_run.device.is_cuda() ? "GPU (cuda:0), bf16 mixed precision" : "CPU, float32", world_size,
                 world_size == 1 ? "" : "s", parallel.data_parallel(),
                 parallel.distributed_optimizer ? ", distributed optimizer" : "", run_data.description.c_str(),
                 output_dir.c_str());
@@ -163,7 +218,9 @@ int train_on_this_rank(const dist::World& world, const std::vector<std::string>&
                                             .expert_tensor = parallel.expert_tensor,
                                             .pipeline = parallel.pipeline});
 
-  model::GPTModel gpt(model_config, seed);
+  const model::ModelPlacement& placement = placement_of_run;
+  model::GPTModel gpt(model_config, seed, model::ModelConventions{}, placement);
+  load_hf_checkpoint(gpt, train_config);
   train::TrainableModelRef<model::GPTModel> trainable(gpt);
   std::optional<IterationLog> log;
   train::TrainingObserver observer;
@@ -177,9 +234,11 @@ int train_on_this_rank(const dist::World& world, const std::vector<std::string>&
                 [&log](const ValidationRecord& r) { log->log_validation(r); }};
   }
   const train::TrainingSetup setup{train_config, parallel, model_config.seq_length,
-                                   train::flops_per_iteration(model_config, parallel.global_batch)};
+                                   train::flops_per_iteration(model_config, parallel.global_batch),
+                                   flags.to_arguments()};
   train::Trainer trainer(trainable, setup, parallel_state, *run_data.train,
                          run_data.validation ? *run_data.validation : *run_data.train, std::move(observer));
+  if (flags.has("--ckpt-convert-save")) return save_converted_checkpoint(trainer, flags, reporting_rank);
   const train::TrainingSummary summary = trainer.train();
   if (!reporting_rank) return 0;
 

@@ -19,6 +19,7 @@ void add_launch_command(CLI::App& app, Action& action);
 void add_flags_command(CLI::App& app, Action& action);
 void add_run_command(CLI::App& app, Action& action);
 void add_logits_command(CLI::App& app, Action& action);
+void add_convert_command(CLI::App& app, Action& action);
 void add_preprocess_command(CLI::App& app, Action& action);
 
 // Resolves MODEL, the guide's variables and `extra_args` as the scripts do.

@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   moebench::cli::add_flags_command(app, action);
   moebench::cli::add_run_command(app, action);
   moebench::cli::add_logits_command(app, action);
+  moebench::cli::add_convert_command(app, action);
   moebench::cli::add_preprocess_command(app, action);
   try {
     app.parse(argc, argv);

@@ -147,6 +147,25 @@ TEST(MpiCommunicator, SendAndRecvPassAroundARing) {
   EXPECT_THAT(values<double>(incoming), ElementsAreArray(for_world(expected)[r]));
 }
 
+TEST(MpiCommunicator, BatchSendRecvShiftsBothWaysRoundTheRingInOneCall) {
+  // Every rank sends to both neighbours and receives from both in one call,
+  // which blocking sends in this order could not do. Between two ranks the
+  // transfers match in list order: on 2 ranks both neighbours are one rank.
+  Communicator& world = test_world();
+  const int n = world.size();
+  const int r = world.rank();
+  const int next = (r + 1) % n, previous = (r + n - 1) % n;
+  Tensor from_previous = Tensor::empty({1}, DType::I64);
+  Tensor from_next = Tensor::empty({1}, DType::I64);
+  world.batch_send_recv({{Tensor::from_vector(std::vector<int64_t>{10 * r + 1}), next},
+                         {Tensor::from_vector(std::vector<int64_t>{10 * r + 2}), previous}},
+                        {{from_previous, previous}, {from_next, next}});
+  const std::map<int, std::vector<std::vector<int64_t>>> expected = {
+      {2, {{11, 12}, {1, 2}}}, {4, {{31, 12}, {1, 22}, {11, 32}, {21, 2}}}};
+  EXPECT_THAT((std::vector<int64_t>{from_previous.data<int64_t>()[0], from_next.data<int64_t>()[0]}),
+              ElementsAreArray(for_world(expected)[r]));
+}
+
 TEST(MpiCommunicator, RecvRejectsAMessageOfAnotherLength) {
   Communicator& world = test_world();
   if (world.rank() == 0) {
@@ -204,6 +223,8 @@ TEST(MpiCommunicator, RejectsBadArgumentsOnEveryRankAlike) {
   EXPECT_THAT([&] { world.all_reduce(Tensor::zeros({2}, DType::BF16), ReduceOp::kSum); },
               ::testing::ThrowsMessage<Error>(HasSubstr("f32, f64, i32 and i64")));
   EXPECT_THAT([&] { world.send(input, world.rank()); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("pass another rank")));
+  EXPECT_THAT([&] { world.batch_send_recv({}, {{input, world.size()}}); },
               ::testing::ThrowsMessage<Error>(HasSubstr("pass another rank")));
   EXPECT_THAT([&] { world.all_gather(input, Tensor::zeros({n + 1}, DType::F32)); },
               ::testing::ThrowsMessage<Error>(HasSubstr("elements in its output")));

@@ -49,12 +49,14 @@ struct Run {
 // no evaluation, and small gradient buckets so that every buffer is reduced
 // in several collectives.
 Run configured_run(const Scenario& scenario, int world_size) {
-  const config::ResolvedConfig resolved =
+  config::ResolvedConfig resolved =
       config::resolve({std::filesystem::path(MOEBENCH_SOURCE_DIR) / "configs",
                        {{"MODEL", scenario.model}, {"CLUSTER", "local"}},
                        {"--micro-batch-size", "1", "--global-batch-size", "8", "--train-iters",
                         std::to_string(kIterations), "--lr-warmup-iters", "1", "--eval-iters", "0",
                         "--ddp-bucket-size", "20000"}});
+  // Every rank also trains the one-rank reference: no checkpoints, or they would share a directory.
+  resolved.flags.erase("--save");
   Run run;
   run.setup.parallel = config::parallel_config_from_flags(resolved.flags, world_size);
   run.setup.parallel.distributed_optimizer = scenario.distributed_optimizer;
@@ -78,7 +80,7 @@ Outcome train_on(dist::Communicator& world, const Scenario& scenario) {
                   {[&outcome](const IterationRecord& r) { outcome.records.push_back(r); }, {}});
   trainer.train();
   for (const model::Parameter* p : gpt.parameters())
-    outcome.weights.push_back({p->name, p->value.clone(), Tensor(), p->weight_decay, p->is_expert});
+    outcome.weights.push_back({p->name, p->value.clone(), Tensor(), Tensor(), p->weight_decay, p->is_expert});
   return outcome;
 }
 

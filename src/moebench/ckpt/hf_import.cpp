@@ -224,6 +224,16 @@ std::vector<HfTensorMapping> hf_tensor_mappings(const config::ModelConfig& confi
   return mappings;
 }
 
+std::vector<HfTensorMapping> hf_buffer_mappings(const config::ModelConfig& config) {
+  std::vector<HfTensorMapping> mappings;
+  if (!config.is_moe() || !config.moe.expert_bias) return mappings;
+  for (int l = 0; l < config.num_layers; ++l)
+    if (config.moe.is_moe_layer[l])
+      mappings.push_back({"decoder.layers." + std::to_string(l) + ".mlp.router.expert_bias",
+                          {{"model.layers." + std::to_string(l) + ".mlp.gate.e_score_correction_bias", 0, 0}}});
+  return mappings;
+}
+
 namespace {
 
 int64_t row_width(const std::vector<int64_t>& shape) {

@@ -56,6 +56,10 @@ struct HfTensorMapping {
   std::vector<HfRowRange> pieces;
 };
 std::vector<HfTensorMapping> hf_tensor_mappings(const config::ModelConfig& config);
+// Our buffers as hub tensors: the aux-loss-free router's expert bias
+// (model.layers.L.mlp.gate.e_score_correction_bias, DeepSeek-V3) as
+// decoder.layers.L.mlp.router.expert_bias.
+std::vector<HfTensorMapping> hf_buffer_mappings(const config::ModelConfig& config);
 
 // Copies every hub tensor into the model; throws on a missing, misshapen or
 // unused hub tensor.

@@ -14,20 +14,26 @@
 #include <utility>
 
 #include "moebench/ckpt/half_bits.h"
+#include "moebench/ckpt/safetensors_format.h"
 #include "moebench/core/error.h"
 
 namespace moebench {
 namespace {
+
+using safetensors_format::checked_byte_size;
+using safetensors_format::fail;
+using safetensors_format::FileDescriptor;
+using safetensors_format::kHeaderLengthBytes;
+using safetensors_format::kMetadataKey;
+using safetensors_format::system_error_text;
 
 static_assert(std::endian::native == std::endian::little,
               "safetensors stores little-endian data; big-endian hosts are not supported");
 
 using nlohmann::json;
 
-constexpr size_t kHeaderLengthBytes = 8;
 // The format caps the header at 100 MB; the cap bounds what a corrupt length makes us parse.
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;
-constexpr const char* kMetadataKey = "__metadata__";
 constexpr const char* kIndexFileName = "model.safetensors.index.json";
 constexpr const char* kSingleFileName = "model.safetensors";
 
@@ -38,32 +44,6 @@ struct DtypeSize {
 constexpr DtypeSize kDtypeSizes[] = {
     {"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"F8_E4M3", 1}, {"F8_E5M2", 1},
     {"I64", 8}, {"I32", 4}, {"I16", 2}, {"I8", 1},   {"U8", 1},      {"BOOL", 1},
-};
-
-[[noreturn]] void fail(const std::filesystem::path& path, const std::string& problem) {
-  throw Error("safetensors file '" + path.string() + "': " + problem);
-}
-
-std::string system_error_text() { return std::strerror(errno); }
-
-// Owns a POSIX file descriptor (we need fsync and mmap, which streams lack).
-class FileDescriptor {
- public:
-  explicit FileDescriptor(int fd) : fd_(fd) {}
-  FileDescriptor(const FileDescriptor&) = delete;
-  FileDescriptor& operator=(const FileDescriptor&) = delete;
-  ~FileDescriptor() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-  // Closes now so a failing close (a late write error on some filesystems) is seen.
-  bool close() {
-    const int fd = std::exchange(fd_, -1);
-    return ::close(fd) == 0;
-  }
-
- private:
-  int fd_;
 };
 
 struct Mapping {
@@ -86,20 +66,6 @@ Mapping map_read_only(const std::filesystem::path& path) {
   if (address == MAP_FAILED) fail(path, "cannot mmap: " + system_error_text());
   auto unmap = [size](const std::byte* p) { ::munmap(const_cast<std::byte*>(p), size); };
   return {std::shared_ptr<const std::byte>(static_cast<const std::byte*>(address), unmap), size};
-}
-
-// Bytes a tensor of `dtype` and `shape` needs, or fails when a dimension is
-// negative or the size overflows.
-uint64_t checked_byte_size(const std::filesystem::path& path, const std::string& name, const std::string& dtype,
-                           const std::vector<int64_t>& shape) {
-  uint64_t bytes = safetensors_dtype_size(dtype);
-  for (const int64_t dim : shape) {
-    if (dim < 0 || __builtin_mul_overflow(bytes, static_cast<uint64_t>(dim), &bytes)) {
-      fail(path, "tensor '" + name + "' has an invalid shape (negative or overflowing dimension); "
-                 "the header is corrupt");
-    }
-  }
-  return bytes;
 }
 
 // A header entry with its offsets relative to the start of the data section.
@@ -151,40 +117,6 @@ std::map<std::string, std::string> parse_metadata(const std::filesystem::path& p
     parsed.emplace(key, value.get<std::string>());
   }
   return parsed;
-}
-
-// Writes all of `bytes` to `fd`, resuming after partial writes and signals.
-bool write_all(int fd, std::span<const std::byte> bytes) {
-  while (!bytes.empty()) {
-    const ssize_t written = ::write(fd, bytes.data(), bytes.size());
-    if (written < 0 && errno == EINTR) continue;
-    if (written <= 0) return false;
-    bytes = bytes.subspan(static_cast<size_t>(written));
-  }
-  return true;
-}
-
-// Temporary file in the target's directory (rename is atomic only within one
-// filesystem), fsync, rename, then fsync the directory so the rename survives a crash.
-void write_file_atomically(const std::filesystem::path& path, std::span<const std::span<const std::byte>> pieces) {
-  const std::filesystem::path directory = path.has_parent_path() ? path.parent_path() : ".";
-  const std::filesystem::path temporary =
-      directory / ("." + path.filename().string() + ".tmp." + std::to_string(::getpid()));
-  auto abandon = [&](const std::string& step) {
-    const std::string reason = system_error_text();
-    ::unlink(temporary.c_str());
-    fail(path, "cannot " + step + " '" + temporary.string() + "': " + reason + "; check the directory exists, is writable and has space");
-  };
-  FileDescriptor file(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (file.get() < 0) abandon("create");
-  for (const auto& piece : pieces) {
-    if (!write_all(file.get(), piece)) abandon("write");
-  }
-  if (::fsync(file.get()) != 0) abandon("fsync");
-  if (!file.close()) abandon("close");
-  if (::rename(temporary.c_str(), path.c_str()) != 0) abandon("rename into place");
-  FileDescriptor directory_fd(::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (directory_fd.get() >= 0) ::fsync(directory_fd.get());  // best effort: some filesystems refuse it
 }
 
 // Converts each element, read unaligned, from the tensor's `Source` representation.
@@ -333,40 +265,6 @@ const SafetensorsTensor& SafetensorsCheckpoint::tensor(const std::string& name) 
                 "'; list tensors() for the names it holds");
   }
   return found->second;
-}
-
-void write_safetensors(const std::filesystem::path& path, std::span<const SafetensorsTensor> tensors,
-                       const std::map<std::string, std::string>& metadata) {
-  std::vector<const SafetensorsTensor*> ordered;
-  for (const SafetensorsTensor& tensor : tensors) ordered.push_back(&tensor);
-  std::sort(ordered.begin(), ordered.end(), [](const auto* a, const auto* b) { return a->name < b->name; });
-
-  json header = json::object();
-  if (!metadata.empty()) header[kMetadataKey] = metadata;
-  uint64_t offset = 0;
-  for (size_t i = 0; i < ordered.size(); ++i) {
-    const SafetensorsTensor& tensor = *ordered[i];
-    if (tensor.name == kMetadataKey || (i > 0 && ordered[i - 1]->name == tensor.name)) {
-      fail(path, "cannot write tensor name '" + tensor.name + "' (reserved or given twice); rename it");
-    }
-    const uint64_t needed = checked_byte_size(path, tensor.name, tensor.dtype, tensor.shape);
-    if (tensor.bytes.size() != needed) {
-      fail(path, "tensor '" + tensor.name + "' has " + std::to_string(tensor.bytes.size()) + " bytes but dtype " +
-                     tensor.dtype + " and its shape need " + std::to_string(needed) + "; pass matching bytes");
-    }
-    header[tensor.name] = {{"dtype", tensor.dtype}, {"shape", tensor.shape}, {"data_offsets", {offset, offset + needed}}};
-    offset += needed;
-  }
-  // Spaces pad the header to 8 bytes so the data that follows stays 8-byte aligned.
-  std::string header_text = header.dump();
-  header_text.append((kHeaderLengthBytes - header_text.size() % kHeaderLengthBytes) % kHeaderLengthBytes, ' ');
-  const uint64_t header_length = header_text.size();
-
-  std::vector<std::span<const std::byte>> pieces;
-  pieces.push_back(std::as_bytes(std::span(&header_length, 1)));
-  pieces.push_back(std::as_bytes(std::span(header_text)));
-  for (const SafetensorsTensor* tensor : ordered) pieces.push_back(tensor->bytes);
-  write_file_atomically(path, pieces);
 }
 
 std::vector<float> to_float_vector(const SafetensorsTensor& tensor) {

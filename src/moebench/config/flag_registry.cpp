@@ -124,6 +124,7 @@ constexpr std::array kFlags = {
     FlagSpec{"--exit-interval", K::Int, "stop at an iteration multiple of this"},
     FlagSpec{"--seed", K::Int, "random seed"},
     FlagSpec{"--bf16", K::Bool, "bf16 mixed precision"},
+    FlagSpec{"--device", K::String, "moebench: cpu or cuda (default: cuda when a GPU is present)"},
     FlagSpec{"--fp16", K::Bool, "fp16 mixed precision"},
     FlagSpec{"--fp8-format", K::String, "e4m3 or hybrid"},
     FlagSpec{"--fp8-recipe", K::String, "delayed, tensorwise, blockwise or mxfp8"},

@@ -31,6 +31,27 @@ std::optional<std::string> configured_token(const nlohmann::json& config, const 
   return std::nullopt;
 }
 
+// The id a post_processor puts before a single text (see the header).
+std::optional<int64_t> leading_special_token(const nlohmann::json& post_processor) {
+  if (!post_processor.is_object()) return std::nullopt;
+  const std::string type = post_processor.value("type", "");
+  if (type == "Sequence") {
+    // Each step wraps the output of the ones before it, so the last leading token ends up first.
+    const nlohmann::json& steps = post_processor.at("processors");
+    for (auto step = steps.rbegin(); step != steps.rend(); ++step) {
+      if (const auto id = leading_special_token(*step)) return id;
+    }
+    return std::nullopt;
+  }
+  if (type != "TemplateProcessing") return std::nullopt;
+  const nlohmann::json& single = post_processor.at("single");
+  if (single.empty() || !single.front().contains("SpecialToken")) return std::nullopt;
+  const std::string name = single.front().at("SpecialToken").at("id");
+  const nlohmann::json& ids = post_processor.at("special_tokens").at(name).at("ids");
+  if (ids.size() != 1) return std::nullopt;
+  return ids.front().get<int64_t>();
+}
+
 }  // namespace
 
 HuggingFaceTokenizer::HuggingFaceTokenizer(const std::filesystem::path& path)
@@ -48,6 +69,7 @@ HuggingFaceTokenizer::HuggingFaceTokenizer(const std::filesystem::path& path)
     pre_tokenizer_ = PreTokenizer::from_json(json.value("pre_tokenizer", nlohmann::json()));
     model_ = std::make_unique<BpeModel>(json.at("model"));
     decoder_ = TokenDecoder::from_json(json.value("decoder", nlohmann::json()));
+    bos_ = leading_special_token(json.value("post_processor", nlohmann::json()));
   } catch (const nlohmann::json::exception& e) {
     throw Error("HuggingFaceTokenizer: " + file.string() + " lacks a field moebench needs (" + e.what() + ")");
   }

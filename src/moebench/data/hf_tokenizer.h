@@ -7,6 +7,14 @@
 //
 // encode() returns the text's own tokens: no BOS/EOS are added (the
 // post_processor is not applied), as `add_special_tokens=False` in transformers.
+// Megatron calls the tokenizer with special tokens on, so bos() is what the
+// post_processor puts first: the SpecialToken (of one id) leading the "single"
+// template of a TemplateProcessing, or of one inside a Sequence (`<s> $A` for
+// Llama-2; Qwen3 has none). Every other post-processor, such as Roberta's and
+// Bert's, and whatever a template adds after the text, is not applied. As the
+// tokenizers library, it reads tokenizer.json only: transformers 4's
+// LlamaTokenizerFast rebuilds the template from tokenizer_config.json's
+// add_bos_token, so where the two files disagree Megatron may add a BOS we don't.
 #include <filesystem>
 #include <memory>
 
@@ -32,6 +40,7 @@ class HuggingFaceTokenizer final : public Tokenizer {
   std::string decode(std::span<const int64_t> ids) const override;
   int64_t vocab_size() const override { return vocab_size_; }
   std::optional<int64_t> eod() const override { return eod_; }
+  std::optional<int64_t> bos() const override { return bos_; }
 
   // The id of a vocabulary or added token.
   std::optional<int64_t> token_to_id(std::string_view token) const;
@@ -47,6 +56,7 @@ class HuggingFaceTokenizer final : public Tokenizer {
   std::unique_ptr<TokenDecoder> decoder_;
   int64_t vocab_size_ = 0;
   std::optional<int64_t> eod_;
+  std::optional<int64_t> bos_;
 };
 
 }  // namespace moebench::data

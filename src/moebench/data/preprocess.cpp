@@ -172,14 +172,18 @@ struct StopOnExit {
 struct LineEncoder {
   const PreprocessOptions& options;
   const Tokenizer& tokenizer;
+  std::optional<int64_t> bos;  // put before every text, as Megatron's tokenize does
   std::optional<int64_t> eod;  // appended when options.append_eod
 
   void encode_text(std::string_view text, EncodedColumn& column, int64_t& tokens) const {
+    const size_t begin = column.tokens.size();
+    if (bos) column.tokens.push_back(*bos);  // even for an empty text, which is then not empty
     const std::vector<int64_t> ids = tokenizer.encode(text);
-    if (ids.empty()) return;
     column.tokens.insert(column.tokens.end(), ids.begin(), ids.end());
-    column.sequence_lengths.push_back(int32_t(ids.size()));
-    tokens += int64_t(ids.size());
+    const size_t length = column.tokens.size() - begin;
+    if (length == 0) return;
+    column.sequence_lengths.push_back(int32_t(length));
+    tokens += int64_t(length);
   }
 
   // Throws what is wrong with the line; encode_chunk adds where it is.
@@ -282,7 +286,7 @@ PreprocessSummary preprocess_jsonl(const PreprocessOptions& options, const Token
     builders.push_back(std::make_unique<IndexedDatasetBuilder>(summary.outputs.back(),
                                                                token_dtype_for_vocabulary(tokenizer.vocab_size())));
   }
-  const LineEncoder encoder{options, tokenizer, options.append_eod ? tokenizer.eod() : std::nullopt};
+  const LineEncoder encoder{options, tokenizer, tokenizer.bos(), options.append_eod ? tokenizer.eod() : std::nullopt};
   const auto interrupted = [&] { return options.interrupted && options.interrupted->load(); };
   const auto report = [&] {
     summary.totals.seconds = std::chrono::duration<double>(Clock::now() - start).count();

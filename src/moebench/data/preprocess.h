@@ -4,7 +4,9 @@
 // `{output_prefix}_{key}_document`. Without sentence splitting every document
 // is one sequence; a key whose value is a list of strings (sentences already
 // split) gives one sequence per non-empty entry; an empty text gives an empty
-// document, as Megatron writes it.
+// document, as Megatron writes it. The tokenizer's bos(), when it has one,
+// starts every sequence (so an empty text is then the sequence [bos]), and
+// --append-eod ends the document's last one.
 //
 // Work is spread over threads: a reader cuts the file into chunks of whole
 // lines, `workers` threads parse and tokenize chunks, and the calling thread
@@ -24,7 +26,7 @@ namespace moebench::data {
 
 struct PreprocessProgress {
   int64_t documents = 0;    // JSON lines written so far
-  int64_t tokens = 0;       // over every key, EOD included
+  int64_t tokens = 0;       // over every key, BOS and EOD included
   int64_t bytes_read = 0;   // of the input, newlines included
   int64_t input_bytes = 0;  // size of the whole input
   double seconds = 0;       // since the start

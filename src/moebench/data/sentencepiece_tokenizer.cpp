@@ -50,6 +50,5 @@ std::string SentencePieceTokenizer::decode(std::span<const int64_t> ids) const {
 
 int64_t SentencePieceTokenizer::vocab_size() const { return processor_->GetPieceSize(); }
 std::optional<int64_t> SentencePieceTokenizer::eod() const { return present(processor_->eos_id()); }
-std::optional<int64_t> SentencePieceTokenizer::bos() const { return present(processor_->bos_id()); }
 
 }  // namespace moebench::data

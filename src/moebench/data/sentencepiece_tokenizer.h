@@ -3,9 +3,10 @@
 // Mixtral) run by the sentencepiece library itself. Its EOD is the model's
 // eos id, as in Megatron.
 //
-// encode() returns the text's own tokens. Megatron's Llama2Tokenizer.tokenize
-// also puts bos() in front of each document; callers that want its exact
-// output prepend it.
+// encode() returns the text's own tokens, and bos() is none: Megatron's
+// Llama2Tokenizer, a Megatron-Core SentencePiece tokenizer since the legacy
+// tokenizers were removed, prepends nothing (the legacy _Llama2Tokenizer put
+// the model's bos id before each text).
 #include <filesystem>
 #include <memory>
 
@@ -27,7 +28,6 @@ class SentencePieceTokenizer final : public Tokenizer {
   std::string decode(std::span<const int64_t> ids) const override;
   int64_t vocab_size() const override;
   std::optional<int64_t> eod() const override;
-  std::optional<int64_t> bos() const;
 
  private:
   std::unique_ptr<sentencepiece::SentencePieceProcessor> processor_;

@@ -22,6 +22,10 @@ class Tokenizer {
   virtual int64_t vocab_size() const = 0;
   // The end-of-document id appended by `preprocess --append-eod`, when the tokenizer has one.
   virtual std::optional<int64_t> eod() const = 0;
+  // The id Megatron's tokenize puts in front of every text it encodes, so
+  // `preprocess` writes it before each document (each sentence of a list);
+  // encode() never includes it. None by default.
+  virtual std::optional<int64_t> bos() const { return std::nullopt; }
 };
 
 struct TokenizerOptions {

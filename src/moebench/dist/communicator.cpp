@@ -118,6 +118,20 @@ void Communicator::recv(const Tensor& tensor, int source) {
   recv_impl(tensor, source);
 }
 
+void Communicator::batch_send_recv(const std::vector<PeerTransfer>& sends,
+                                   const std::vector<PeerTransfer>& recvs) {
+  for (const PeerTransfer& send : sends) {
+    require_contiguous("batch_send_recv", "send tensor", send.tensor);
+    check_peer("batch_send_recv", send.peer);
+  }
+  for (const PeerTransfer& recv : recvs) {
+    require_contiguous("batch_send_recv", "recv tensor", recv.tensor);
+    check_peer("batch_send_recv", recv.peer);
+  }
+  if (sends.empty() && recvs.empty()) return;
+  batch_send_recv_impl(sends, recvs);
+}
+
 void Communicator::broadcast(const Tensor& tensor, int root) {
   require_contiguous("broadcast", "tensor", tensor);
   if (root < 0 || root >= size()) {

@@ -21,6 +21,13 @@ namespace moebench::dist {
 
 enum class ReduceOp { kSum, kMax };
 
+// One point-to-point transfer of a batch: the tensor sent to, or received
+// from, `peer`.
+struct PeerTransfer {
+  Tensor tensor;
+  int peer;
+};
+
 // "sum" or "max".
 std::string_view name(ReduceOp op);
 
@@ -54,6 +61,13 @@ class Communicator {
   // count. Blocks until the transfer may be considered done by this rank.
   void send(const Tensor& tensor, int destination);
   void recv(const Tensor& tensor, int source);
+  // Point to point, several transfers at once, as torch's
+  // batch_isend_irecv: posts every send and receive, then waits for all
+  // (MPI_Isend/MPI_Irecv and MPI_Waitall; a NCCL group). Not collective.
+  // Ranks sending to each other in one call cannot deadlock, which separate
+  // blocking send and recv calls can. Transfers between two ranks are
+  // matched in the order each side lists them.
+  void batch_send_recv(const std::vector<PeerTransfer>& sends, const std::vector<PeerTransfer>& recvs);
   // In place: every rank's tensor becomes root's.
   void broadcast(const Tensor& tensor, int root);
   void barrier();
@@ -75,6 +89,8 @@ class Communicator {
                                const Tensor& output, const std::vector<int64_t>& recv_counts) = 0;
   virtual void send_impl(const Tensor& tensor, int destination) = 0;
   virtual void recv_impl(const Tensor& tensor, int source) = 0;
+  virtual void batch_send_recv_impl(const std::vector<PeerTransfer>& sends,
+                                    const std::vector<PeerTransfer>& recvs) = 0;
   virtual void broadcast_impl(const Tensor& tensor, int root) = 0;
   virtual void barrier_impl() = 0;
   virtual std::unique_ptr<Communicator> split_impl(std::optional<int> color, int key) = 0;

@@ -1,6 +1,7 @@
 #include "moebench/dist/mpi_communicator.h"
 
 #include <climits>
+#include <vector>
 #include <string>
 
 #include "moebench/core/error.h"
@@ -143,6 +144,39 @@ void MpiCommunicator::recv_impl(const Tensor& tensor, int source) {
     throw Error("MpiCommunicator::recv into " + tensor.describe() + " got " +
                 std::to_string(received) + " elements from rank " + std::to_string(source) +
                 "; sender and receiver must agree on the element count");
+  }
+}
+
+void MpiCommunicator::batch_send_recv_impl(const std::vector<PeerTransfer>& sends,
+                                           const std::vector<PeerTransfer>& recvs) {
+  // Receives are posted first so arriving messages land in place rather
+  // than in MPI's unexpected-message buffer.
+  std::vector<MPI_Request> requests(recvs.size() + sends.size(), MPI_REQUEST_NULL);
+  for (size_t i = 0; i < recvs.size(); ++i) {
+    const Tensor& tensor = recvs[i].tensor;
+    check_mpi(MPI_Irecv(tensor.data_ptr(), mpi_count("batch_send_recv", tensor.numel()),
+                        mpi_datatype("batch_send_recv", tensor), recvs[i].peer, kPointToPointTag, comm_,
+                        &requests[i]),
+              "MPI_Irecv");
+  }
+  for (size_t i = 0; i < sends.size(); ++i) {
+    const Tensor& tensor = sends[i].tensor;
+    check_mpi(MPI_Isend(tensor.data_ptr(), mpi_count("batch_send_recv", tensor.numel()),
+                        mpi_datatype("batch_send_recv", tensor), sends[i].peer, kPointToPointTag, comm_,
+                        &requests[recvs.size() + i]),
+              "MPI_Isend");
+  }
+  std::vector<MPI_Status> statuses(requests.size());
+  check_mpi(MPI_Waitall(int(requests.size()), requests.data(), statuses.data()), "MPI_Waitall");
+  for (size_t i = 0; i < recvs.size(); ++i) {
+    int received = 0;
+    check_mpi(MPI_Get_count(&statuses[i], mpi_datatype("batch_send_recv", recvs[i].tensor), &received),
+              "MPI_Get_count");
+    if (received != recvs[i].tensor.numel()) {
+      throw Error("MpiCommunicator::batch_send_recv into " + recvs[i].tensor.describe() + " got " +
+                  std::to_string(received) + " elements from rank " + std::to_string(recvs[i].peer) +
+                  "; sender and receiver must agree on the element count");
+    }
   }
 }
 

@@ -32,6 +32,8 @@ class MpiCommunicator final : public Communicator {
                        const Tensor& output, const std::vector<int64_t>& recv_counts) override;
   void send_impl(const Tensor& tensor, int destination) override;
   void recv_impl(const Tensor& tensor, int source) override;
+  void batch_send_recv_impl(const std::vector<PeerTransfer>& sends,
+                            const std::vector<PeerTransfer>& recvs) override;
   void broadcast_impl(const Tensor& tensor, int root) override;
   void barrier_impl() override;
   std::unique_ptr<Communicator> split_impl(std::optional<int> color, int key) override;

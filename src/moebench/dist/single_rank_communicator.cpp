@@ -28,10 +28,12 @@ void SingleRankCommunicator::all_to_all_impl(const Tensor& input, const std::vec
   copy_elements(input, output);
 }
 
-// Communicator::send and recv reject every peer of a one-rank group (a rank
-// never sends to itself), so these are never reached.
+// Communicator::send, recv and batch_send_recv reject every peer of a
+// one-rank group (a rank never sends to itself), so these are never reached.
 void SingleRankCommunicator::send_impl(const Tensor&, int) {}
 void SingleRankCommunicator::recv_impl(const Tensor&, int) {}
+void SingleRankCommunicator::batch_send_recv_impl(const std::vector<PeerTransfer>&,
+                                                  const std::vector<PeerTransfer>&) {}
 
 // The root is this rank: its tensor already holds the root's values.
 void SingleRankCommunicator::broadcast_impl(const Tensor&, int) {}

@@ -1,14 +1,11 @@
 #pragma once
-// In-place sum of float32 tensors of the same size: residual connections and
-// gradients that meet from two branches.
+// In-place sum of tensors of the same size, dtype and device: residual
+// connections and gradients that meet from two branches (ops::add_).
 #include "moebench/core/tensor.h"
+#include "moebench/ops/elementwise.h"
 
 namespace moebench::model {
 
-inline void add_into(Tensor& target, const Tensor& addend) {
-  float* t = target.data<float>();
-  const float* a = addend.data<float>();
-  for (int64_t i = 0; i < target.numel(); ++i) t[i] += a[i];
-}
+inline void add_into(Tensor& target, const Tensor& addend) { ops::add_(target, addend); }
 
 }  // namespace moebench::model

@@ -1,6 +1,7 @@
 #include "moebench/model/embedding.h"
 
 #include "moebench/model/parameter_init.h"
+#include "moebench/ops/elementwise.h"
 #include "moebench/ops/embedding.h"
 
 namespace moebench::model {
@@ -11,20 +12,15 @@ VocabEmbedding::VocabEmbedding(int64_t padded_vocab, int64_t hidden, float std, 
 
 Tensor VocabEmbedding::forward(const Tensor& input_ids) const {
   const Tensor ids = input_ids.contiguous();
-  const int64_t n = ids.numel();
-  const int64_t vocab = word_embeddings.value.size(0);
-  const int64_t hidden = word_embeddings.value.size(1);
-  Tensor out = Tensor::empty({n, hidden}, DType::F32);
-  ops::cpu::embedding_forward(out.data<float>(), ids.data<int64_t>(),
-                              word_embeddings.value.data<float>(), n, vocab, hidden);
+  const Tensor& table = word_embeddings.value;
+  Tensor out = ops::empty_like(table, {ids.numel(), table.size(1)});
+  ops::embedding_forward(out, ids, table);
   return out;
 }
 
 void VocabEmbedding::backward(const Tensor& dout, const Tensor& input_ids) {
   const Tensor ids = input_ids.contiguous();
-  ops::cpu::embedding_backward(word_embeddings.grad.data<float>(), dout.data<float>(),
-                               ids.data<int64_t>(), ids.numel(), word_embeddings.value.size(0),
-                               word_embeddings.value.size(1));
+  ops::embedding_backward(word_embeddings.grad, dout, ids);
 }
 
 }  // namespace moebench::model

@@ -1,6 +1,8 @@
 #include "moebench/model/gpt_model.h"
 
+#include <algorithm>
 #include <cmath>
+#include <string>
 #include <optional>
 
 #include "moebench/core/error.h"
@@ -9,6 +11,7 @@
 #include "moebench/model/rmsnorm.h"
 #include "moebench/model/transformer_layer.h"
 #include "moebench/ops/cross_entropy.h"
+#include "moebench/ops/elementwise.h"
 
 namespace moebench::model {
 
@@ -20,11 +23,15 @@ struct GPTModelContext {
   RMSNorm::Context final_norm;
   Tensor final_hidden;  // [N, h] after the final norm
   Tensor logits;        // [N, padded vocab]
+  Tensor logsumexp;     // f32 [N] (GPU: saved by the cross-entropy for its backward)
+  Tensor losses;        // [N] per-token losses (their dtype is the dlosses')
+  bool logits_returned = false;  // the caller holds the logits: the backward must not overwrite them
 };
 
 struct GPTModel::Impl {
   config::ModelConfig config;
   ModelConventions conventions;
+  ModelPlacement placement;
   VocabEmbedding embedding;
   std::vector<TransformerLayer> layers;
   RMSNorm final_layernorm;
@@ -43,7 +50,76 @@ struct GPTModel::Impl {
     layers.reserve(config.num_layers);
     for (int l = 0; l < config.num_layers; ++l) layers.emplace_back(l, config, seed, conventions);
   }
+
+  std::vector<Parameter*> parameters() {
+    std::vector<Parameter*> parameters{&embedding.word_embeddings};
+    for (auto& layer : layers) layer.collect(parameters);
+    parameters.push_back(&final_layernorm.weight);
+    output_layer.collect(parameters);
+    return parameters;
+  }
+
+  void place(const ModelPlacement& where);
 };
+
+namespace {
+
+// Lays `group` out back to back in one allocation on `device`: fp32 main
+// weights (copied from the CPU values), the compute copy in `dtype`, fp32
+// zero gradients; each parameter's tensors become views of these.
+void place_group(const std::vector<Parameter*>& group, Device device, DType dtype) {
+  int64_t total = 0;
+  for (const Parameter* p : group) total += p->value.numel();
+  Tensor staging = Tensor::empty({total}, DType::F32);
+  int64_t offset = 0;
+  for (const Parameter* p : group) {
+    staging.slice(0, offset, offset + p->value.numel()).view(p->value.shape()).copy_from(p->value);
+    offset += p->value.numel();
+  }
+  Tensor on_device = Tensor::empty({0}, dtype, device);
+  const Tensor main = ops::to_device_of(staging, on_device);
+  const Tensor value = ops::cast(main, dtype);
+  Tensor grad = Tensor::empty({total}, DType::F32, device);
+  ops::zero_(grad);
+  offset = 0;
+  for (Parameter* p : group) {
+    const int64_t n = p->value.numel();
+    const std::vector<int64_t> shape = p->value.shape();
+    p->main = main.slice(0, offset, offset + n).view(shape);
+    p->value = value.slice(0, offset, offset + n).view(shape);
+    p->grad = grad.slice(0, offset, offset + n).view(shape);
+    offset += n;
+  }
+}
+
+}  // namespace
+
+void GPTModel::Impl::place(const ModelPlacement& where) {
+  placement = where;
+  if (where.device.is_cpu()) {
+    if (where.compute_dtype != DType::F32)
+      throw Error("ModelPlacement: the CPU engine computes in f32, got compute dtype " +
+                  std::string(name(where.compute_dtype)));
+    return;
+  }
+  if (where.compute_dtype != DType::BF16)
+    throw Error("ModelPlacement: a CUDA model computes in bf16 (Megatron's mixed precision), got " +
+                std::string(name(where.compute_dtype)));
+  // Expert weights first, each MoE layer's fc1 and fc2 as one [E, N, K] block.
+  std::vector<Parameter*> placed;
+  for (auto& layer : layers) {
+    if (MoELayer* moe = layer.moe()) {
+      for (const auto& group : moe->experts.stacked_parameter_groups()) {
+        place_group(group, where.device, where.compute_dtype);
+        placed.insert(placed.end(), group.begin(), group.end());
+      }
+    }
+  }
+  for (Parameter* p : parameters()) {
+    if (std::find(placed.begin(), placed.end(), p) != placed.end()) continue;
+    place_group({p}, where.device, where.compute_dtype);
+  }
+}
 
 GPTModel::GPTModel(const config::ModelConfig& config, uint64_t seed)
     : GPTModel(config, seed, ModelConventions{}) {}
@@ -51,6 +127,19 @@ GPTModel::GPTModel(const config::ModelConfig& config, uint64_t seed)
 GPTModel::GPTModel(const config::ModelConfig& config, uint64_t seed,
                    const ModelConventions& conventions)
     : impl_(std::make_unique<Impl>(config, seed, conventions)) {}
+
+GPTModel::GPTModel(const config::ModelConfig& config, uint64_t seed, const ModelConventions& conventions,
+                   const ModelPlacement& placement)
+    : impl_(std::make_unique<Impl>(config, seed, conventions)) {
+  impl_->place(placement);
+}
+
+void GPTModel::place(const ModelPlacement& placement) {
+  if (!impl_->placement.device.is_cpu())
+    throw Error("GPTModel::place: the model is already on " + impl_->placement.device.str() +
+                "; build a new one to place it elsewhere");
+  impl_->place(placement);
+}
 
 GPTModel::~GPTModel() = default;
 GPTModel::GPTModel(GPTModel&&) noexcept = default;
@@ -61,12 +150,13 @@ ForwardOutput GPTModel::forward(const Tensor& input_ids, const Tensor& labels,
   if (input_ids.dim() != 2 || input_ids.dtype() != DType::I64)
     throw Error("GPTModel::forward needs input_ids int64 [B, S], got " + input_ids.describe());
   Impl& m = *impl_;
+  const Tensor& table = m.embedding.word_embeddings.value;
   GPTModelContext& context = m.context.emplace();
   context.batch = input_ids.size(0);
   context.seq = input_ids.size(1);
-  context.input_ids = input_ids.contiguous();
-  context.labels = labels.defined() ? labels.contiguous() : labels;
-  context.loss_mask = loss_mask.defined() ? loss_mask.contiguous() : loss_mask;
+  context.input_ids = ops::to_device_of(input_ids.contiguous(), table);
+  context.labels = labels.defined() ? ops::to_device_of(labels.contiguous(), table) : labels;
+  context.loss_mask = loss_mask.defined() ? ops::to_device_of(loss_mask.contiguous(), table) : loss_mask;
   context.layers.resize(m.layers.size());
 
   ForwardOutput output;
@@ -78,14 +168,21 @@ ForwardOutput GPTModel::forward(const Tensor& input_ids, const Tensor& labels,
   context.logits = m.output_layer.forward(context.final_hidden);
   const int64_t tokens = context.batch * context.seq, vocab = m.config.padded_vocab_size;
   if (labels.defined()) {
-    std::vector<float> losses(tokens);
+    context.losses = Tensor::empty({tokens}, ops::statistic_dtype(context.logits), table.device());
+    if (table.device().is_cuda()) context.logsumexp = Tensor::empty({tokens}, DType::F32, table.device());
     // Megatron's cross-entropy softmaxes over the whole padded vocabulary.
-    ops::cpu::cross_entropy_forward(losses.data(), context.logits.data<float>(),
-                                    context.labels.data<int64_t>(), tokens, vocab, vocab);
-    output.lm_loss = ops::cpu::masked_mean_forward(
-        losses.data(), loss_mask.defined() ? context.loss_mask.data<float>() : nullptr, tokens);
+    ops::cross_entropy_forward(context.losses, context.logsumexp, context.logits, context.labels, vocab);
+    Tensor mean = ops::empty_like(context.losses, {1});
+    ops::masked_mean_forward(mean, context.losses, context.loss_mask);
+    const Tensor host_mean = ops::to_cpu(mean);
+    output.lm_loss = host_mean.dtype() == DType::F64 ? host_mean.data<double>()[0] : host_mean.data<float>()[0];
   }
+  // GPU routers leave their aux + z losses on the device.
+  for (const TransformerLayer::Context& layer : context.layers)
+    if (layer.moe.router.aux_loss.defined())
+      output.aux_loss += ops::to_cpu(layer.moe.router.aux_loss).data<float>()[0];
   if (keep_logits) output.logits = context.logits.view({context.batch, context.seq, vocab});
+  context.logits_returned = keep_logits;
   return output;
 }
 
@@ -94,14 +191,13 @@ void GPTModel::backward(double loss_scale) {
   if (!m.context || !m.context->labels.defined())
     throw Error("GPTModel::backward needs a forward with labels first");
   GPTModelContext& context = *m.context;
-  const int64_t tokens = context.batch * context.seq, vocab = m.config.padded_vocab_size;
-  const float* mask = context.loss_mask.defined() ? context.loss_mask.data<float>() : nullptr;
-  std::vector<float> dlosses(tokens);
-  ops::cpu::masked_mean_backward(dlosses.data(), float(loss_scale), mask, tokens);
-  Tensor dlogits = Tensor::empty({tokens, vocab}, DType::F32);
-  ops::cpu::cross_entropy_backward(dlogits.data<float>(), dlosses.data(),
-                                   context.logits.data<float>(), context.labels.data<int64_t>(),
-                                   tokens, vocab, vocab);
+  Tensor dlosses = ops::empty_like(context.losses);
+  ops::masked_mean_backward(dlosses, loss_scale, context.loss_mask);
+  // On a GPU the gradient replaces the logits in place unless the caller holds them.
+  Tensor dlogits = context.logits.device().is_cuda() && !context.logits_returned ? context.logits
+                                                                                 : ops::empty_like(context.logits);
+  ops::cross_entropy_backward(dlogits, dlosses, context.logits, context.labels, context.logsumexp,
+                              m.config.padded_vocab_size);
   Tensor dhidden = m.output_layer.backward(dlogits, context.final_hidden);
   dhidden = m.final_layernorm.backward(dhidden, context.final_norm);
   for (size_t l = m.layers.size(); l-- > 0;)
@@ -110,14 +206,7 @@ void GPTModel::backward(double loss_scale) {
   m.context.reset();
 }
 
-std::vector<Parameter*> GPTModel::parameters() {
-  Impl& m = *impl_;
-  std::vector<Parameter*> parameters{&m.embedding.word_embeddings};
-  for (auto& layer : m.layers) layer.collect(parameters);
-  parameters.push_back(&m.final_layernorm.weight);
-  m.output_layer.collect(parameters);
-  return parameters;
-}
+std::vector<Parameter*> GPTModel::parameters() { return impl_->parameters(); }
 
 Parameter& GPTModel::parameter(const std::string& name) {
   for (Parameter* parameter : parameters())
@@ -135,7 +224,7 @@ std::vector<Buffer> GPTModel::buffers() {
 }
 
 void GPTModel::zero_grad() {
-  for (Parameter* parameter : parameters()) parameter->grad.fill_(0.0);
+  for (Parameter* parameter : parameters()) ops::zero_(parameter->grad);
 }
 
 void GPTModel::update_expert_bias(dist::Communicator& token_count_group) {
@@ -144,5 +233,7 @@ void GPTModel::update_expert_bias(dist::Communicator& token_count_group) {
 }
 
 const config::ModelConfig& GPTModel::config() const { return impl_->config; }
+
+const ModelPlacement& GPTModel::placement() const { return impl_->placement; }
 
 }  // namespace moebench::model

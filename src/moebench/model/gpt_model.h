@@ -17,7 +17,19 @@ namespace moebench::model {
 struct ForwardOutput {
   double lm_loss = 0;         // mean token cross-entropy (loss-mask weighted)
   double aux_loss = 0;        // load-balancing + z-loss terms, already scaled by their coefficients
-  Tensor logits;              // [B, S, padded vocab] float32 when requested, else undefined
+  Tensor logits;              // [B, S, padded vocab] when requested, else undefined: float32 on the
+                              // CPU, the compute dtype (bf16) on the model's GPU
+};
+
+// Where a model computes, as Megatron's mixed precision: on a CUDA device the
+// compute weights and activations are bf16, the main weights (Parameter::main)
+// and gradients fp32. The CPU engine computes in float32.
+struct ModelPlacement {
+  Device device = Device::cpu();
+  DType compute_dtype = DType::F32;  // F32 on the CPU; BF16 on CUDA
+
+  static ModelPlacement cpu() { return {}; }
+  static ModelPlacement cuda(int index = 0) { return {Device::cuda(index), DType::BF16}; }
 };
 
 class GPTModel {
@@ -28,12 +40,25 @@ class GPTModel {
   GPTModel(const config::ModelConfig& config, uint64_t seed);
   // The same, computing as `conventions` say where HF and Megatron differ.
   GPTModel(const config::ModelConfig& config, uint64_t seed, const ModelConventions& conventions);
+  // The same weights (initialised on the CPU in float32 exactly as above, so
+  // they do not depend on the device), then placed: on CUDA every parameter
+  // gets an fp32 main copy, a bf16 compute copy and fp32 zero gradients on the
+  // device; each MoE layer's expert weights sit back to back as [E, N, K].
+  // Needs enable_cuda_tensors() (core/cuda_allocator.h) first for CUDA.
+  GPTModel(const config::ModelConfig& config, uint64_t seed, const ModelConventions& conventions,
+           const ModelPlacement& placement);
+  // Moves a model built on the CPU (e.g. after ckpt::load_hf_weights wrote its
+  // float32 values) to `placement`, as the constructor above would have placed
+  // it; gradients restart at zero. Once only: the model must still be on the CPU.
+  void place(const ModelPlacement& placement);
   ~GPTModel();
   GPTModel(GPTModel&&) noexcept;
   GPTModel& operator=(GPTModel&&) noexcept;
 
   // input_ids int64 [B, S]; labels int64 [B, S] (may be undefined: then no loss);
   // loss_mask float32 [B, S] (may be undefined: all ones). Keeps what backward needs.
+  // Inputs on the host are copied to the model's device first. On a GPU the
+  // losses are read back once (the one wait per microbatch).
   ForwardOutput forward(const Tensor& input_ids, const Tensor& labels, const Tensor& loss_mask,
                         bool keep_logits = false);
   // Backpropagates d(lm_loss + aux_loss) scaled by `loss_scale` (e.g. 1/num_microbatches),
@@ -51,6 +76,7 @@ class GPTModel {
   void update_expert_bias(dist::Communicator& token_count_group);
 
   const config::ModelConfig& config() const;
+  const ModelPlacement& placement() const;
 
  private:
   struct Impl;

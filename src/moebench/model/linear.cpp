@@ -1,6 +1,7 @@
 #include "moebench/model/linear.h"
 
 #include "moebench/model/parameter_init.h"
+#include "moebench/ops/elementwise.h"
 #include "moebench/ops/gemm.h"
 
 namespace moebench::model {
@@ -14,20 +15,16 @@ Linear::Linear(const std::string& prefix, int64_t in_features, int64_t out_featu
 
 Tensor Linear::forward(const Tensor& inp) const {
   const int64_t n = inp.size(0);
-  Tensor out = Tensor::empty({n, out_features()}, DType::F32);
-  ops::cpu::linear_forward(out.data<float>(), inp.data<float>(), weight.value.data<float>(),
-                           has_bias() ? bias.value.data<float>() : nullptr, n, in_features(),
-                           out_features());
+  Tensor out = ops::empty_like(inp, {n, out_features()});
+  ops::linear_forward(out, inp, weight.value, bias.value);
   return out;
 }
 
 Tensor Linear::backward(const Tensor& dout, const Tensor& inp) {
   const int64_t n = inp.size(0);
-  Tensor dinp = Tensor::empty({n, in_features()}, DType::F32);
-  ops::cpu::linear_backward(dinp.data<float>(), weight.grad.data<float>(),
-                            has_bias() ? bias.grad.data<float>() : nullptr, dout.data<float>(),
-                            inp.data<float>(), weight.value.data<float>(), n, in_features(),
-                            out_features());
+  Tensor dinp = ops::empty_like(inp, {n, in_features()});
+  Tensor no_bias;
+  ops::linear_backward(dinp, weight.grad, has_bias() ? bias.grad : no_bias, dout, inp, weight.value);
   return dinp;
 }
 

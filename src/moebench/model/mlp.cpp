@@ -1,5 +1,6 @@
 #include "moebench/model/mlp.h"
 
+#include "moebench/ops/elementwise.h"
 #include "moebench/ops/swiglu.h"
 
 namespace moebench::model {
@@ -13,17 +14,16 @@ Tensor MLP::forward(const Tensor& inp, Context& context) const {
   const int64_t n = inp.size(0), ffn = linear_fc2_.in_features();
   context.inp = inp;
   context.fc1 = linear_fc1_.forward(inp);
-  context.act = Tensor::empty({n, ffn}, DType::F32);
-  ops::cpu::swiglu_forward(context.act.data<float>(), context.fc1.data<float>(), n, ffn);
+  context.act = ops::empty_like(context.fc1, {n, ffn});
+  ops::swiglu_forward(context.act, context.fc1);
   return linear_fc2_.forward(context.act);
 }
 
 Tensor MLP::backward(const Tensor& dout, const Context& context) {
   const int64_t n = context.inp.size(0), ffn = linear_fc2_.in_features();
   Tensor dact = linear_fc2_.backward(dout, context.act);
-  Tensor dfc1 = Tensor::empty({n, 2 * ffn}, DType::F32);
-  ops::cpu::swiglu_backward(dfc1.data<float>(), dact.data<float>(), context.fc1.data<float>(), n,
-                            ffn);
+  Tensor dfc1 = ops::empty_like(dact, {n, 2 * ffn});
+  ops::swiglu_backward(dfc1, dact, context.fc1);
   return linear_fc1_.backward(dfc1, context.inp);
 }
 

@@ -10,8 +10,12 @@ namespace moebench::model {
 
 struct Parameter {
   std::string name;
-  Tensor value;   // float32 on the CPU engine
-  Tensor grad;    // same shape; accumulated by backward, cleared by zero_grad
+  Tensor value;   // the compute copy: float32 on the CPU, bf16 on a GPU (ModelPlacement)
+  Tensor grad;    // same shape, float32 (Megatron's main grads); accumulated by backward, cleared by zero_grad
+  // fp32 main weights when `value` is a narrower compute copy (a GPU model):
+  // what the optimizer updates (it then rewrites `value`) and checkpoints
+  // should save. Undefined when `value` is itself float32 (the CPU engine).
+  Tensor main = Tensor();
   bool weight_decay = true;  // false for norms and biases, as Megatron
   bool is_expert = false;    // routed expert weight: reduced over expert-DP
 };

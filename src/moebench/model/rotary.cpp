@@ -2,6 +2,8 @@
 
 #include <vector>
 
+#include "moebench/ops/elementwise.h"
+
 namespace moebench::model {
 
 RotaryEmbedding::RotaryEmbedding(int64_t head_dim, const config::RopeConfig& rope,
@@ -26,18 +28,41 @@ const ops::RopeTable<float>& RotaryEmbedding::table(int64_t seq) const {
   return *table_;
 }
 
-Tensor RotaryEmbedding::apply(const Tensor& x, int64_t batch, int64_t seq, bool transposed) const {
+ops::RopeTableTensors RotaryEmbedding::table_tensors(int64_t seq, const Tensor& x) const {
+  const bool grown = !table_ || table_->num_positions < seq;
+  ops::RopeTableTensors tensors{&table(seq), Tensor(), Tensor()};
+  if (!x.device().is_cuda()) return tensors;
+  if (grown || !device_cos_.defined() || device_cos_.device() != x.device()) {
+    const int64_t half = table_->rot_dim / 2;
+    device_cos_ = ops::to_device_of(Tensor::from_vector(table_->cos, {table_->num_positions, half}), x);
+    device_sin_ = ops::to_device_of(Tensor::from_vector(table_->sin, {table_->num_positions, half}), x);
+  }
+  tensors.cos = device_cos_;
+  tensors.sin = device_sin_;
+  return tensors;
+}
+
+const Tensor& RotaryEmbedding::positions(int64_t batch, int64_t seq, const Tensor& x) const {
+  if (positions_.defined() && positions_batch_ == batch && positions_seq_ == seq &&
+      positions_.device() == x.device())
+    return positions_;
   const int64_t tokens = batch * seq;
-  const int64_t heads = x.numel() / (tokens * head_dim_);
-  std::vector<int64_t> positions(tokens);
-  for (int64_t t = 0; t < tokens; ++t) positions[t] = t % seq;
-  Tensor out = Tensor::empty(x.shape(), DType::F32);
+  std::vector<int64_t> host(tokens);
+  for (int64_t t = 0; t < tokens; ++t) host[t] = t % seq;
+  positions_ = ops::to_device_of(Tensor::from_vector(host), x);
+  positions_batch_ = batch;
+  positions_seq_ = seq;
+  return positions_;
+}
+
+Tensor RotaryEmbedding::apply(const Tensor& x, int64_t batch, int64_t seq, bool transposed) const {
+  const ops::RopeTableTensors tensors = table_tensors(seq, x);
+  const Tensor& token_positions = positions(batch, seq, x);
+  Tensor out = ops::empty_like(x);
   if (transposed) {
-    ops::cpu::rope_backward(out.data<float>(), x.data<float>(), table(seq), positions.data(),
-                            tokens, heads, head_dim_, layout_);
+    ops::rope_backward(out, x, tensors, token_positions, head_dim_, layout_);
   } else {
-    ops::cpu::rope_forward(out.data<float>(), x.data<float>(), table(seq), positions.data(),
-                           tokens, heads, head_dim_, layout_);
+    ops::rope_forward(out, x, tensors, token_positions, head_dim_, layout_);
   }
   return out;
 }

@@ -29,10 +29,18 @@ class RotaryEmbedding {
   const ops::RopeTable<float>& table(int64_t seq) const;
   Tensor apply(const Tensor& x, int64_t batch, int64_t seq, bool transposed) const;
 
+  // The table with, for a CUDA x, its device copy (re-uploaded when the table grows).
+  ops::RopeTableTensors table_tensors(int64_t seq, const Tensor& x) const;
+  // Positions t % seq of the B*S tokens, on x's device (cached for the last shape).
+  const Tensor& positions(int64_t batch, int64_t seq, const Tensor& x) const;
+
   int64_t head_dim_;
   config::RopeConfig rope_;
   ops::RopeLayout layout_;
   mutable std::optional<ops::RopeTable<float>> table_;  // grown to the longest sequence seen
+  mutable Tensor device_cos_, device_sin_;               // table_ on a CUDA device, when used there
+  mutable Tensor positions_;                             // the last positions(), on their device
+  mutable int64_t positions_batch_ = 0, positions_seq_ = 0;
 };
 
 }  // namespace moebench::model

@@ -22,7 +22,7 @@ std::string format(const char* pattern, Args... args) {
 json metrics_record(const IterationRecord& r) {
   json timers = json::object();
   for (const auto& [name, ms] : r.timers_ms) timers[name] = ms;
-  return {{"type", "train"},
+  json record = {{"type", "train"},
           {"iteration", r.iteration},
           {"train_iters", r.train_iters},
           {"consumed_samples", r.consumed_samples},
@@ -40,6 +40,8 @@ json metrics_record(const IterationRecord& r) {
           {"nan_iterations", r.nan_iterations},
           {"peak_rss_bytes", r.peak_rss_bytes},
           {"timers_ms", timers}};
+  if (r.peak_device_memory_bytes > 0) record["peak_device_memory_bytes"] = r.peak_device_memory_bytes;
+  return record;
 }
 
 }  // namespace
@@ -110,6 +112,8 @@ std::string IterationLog::interval_line(const IterationRecord& last) const {
   line += format(" number of skipped iterations: %3lld |", (long long)interval_.skipped);
   line += format(" number of nan iterations: %3lld |", (long long)interval_.nan);
   line += format(" mem (peak RSS, MB): %.1f |", double(last.peak_rss_bytes) / (1024.0 * 1024.0));
+  if (last.peak_device_memory_bytes > 0)
+    line += format(" mem (peak GPU allocated, MB): %.1f |", double(last.peak_device_memory_bytes) / (1024.0 * 1024.0));
   return line;
 }
 
@@ -127,6 +131,8 @@ void IterationLog::write_tensorboard(const IterationRecord& r) {
   tensorboard_->add_scalar("throughput", float(r.tflops_per_gpu), step);
   tensorboard_->add_scalar("tokens-per-second", float(r.tokens_per_second), step);
   tensorboard_->add_scalar("mem-peak-rss-bytes", float(r.peak_rss_bytes), step);
+  if (r.peak_device_memory_bytes > 0)
+    tensorboard_->add_scalar("mem-max-allocated-bytes", float(r.peak_device_memory_bytes), step);
   for (const auto& [name, ms] : r.timers_ms) tensorboard_->add_scalar(name + "-time", float(ms / 1e3), step);
 }
 

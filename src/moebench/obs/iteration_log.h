@@ -32,6 +32,7 @@ struct IterationRecord {
   int64_t skipped_iterations = 0;  // run totals
   int64_t nan_iterations = 0;
   int64_t peak_rss_bytes = 0;
+  int64_t peak_device_memory_bytes = 0;  // this iteration's peak of the CUDA caching allocator; 0 on the CPU
   std::vector<std::pair<std::string, double>> timers_ms;
 };
 

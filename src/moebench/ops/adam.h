@@ -7,6 +7,9 @@
 // The decay uses p from before the step. Main params and both moments are
 // fp32 in training; the reference runs in T (float or double).
 #include <cstdint>
+#include <vector>
+
+#include "moebench/core/tensor.h"
 
 namespace moebench::ops {
 
@@ -69,3 +72,35 @@ void adamw_step(const AdamTensor* chunks, std::int64_t num_chunks, std::int64_t 
 
 }  // namespace moebench::ops::cuda
 #endif  // MOEBENCH_WITH_CUDA
+
+namespace moebench::ops {
+
+// Tensor-level ops: check shapes, dtypes and devices, then dispatch on the
+// device (CPU f32/f64 -> ops::cpu, CUDA bf16 -> ops::cuda on ops::current_stream()).
+// One parameter on the CPU: f32 (or f64) arrays of one size.
+void adamw_step(Tensor& param, Tensor& exp_avg, Tensor& exp_avg_sq, const Tensor& grad, std::int64_t step,
+                const AdamHyperparams& hyperparams);
+
+// One parameter's optimizer state on a CUDA device, for the multi-tensor step.
+struct AdamTensors {
+  Tensor main_param;   // f32, updated
+  Tensor exp_avg;      // f32, updated
+  Tensor exp_avg_sq;   // f32, updated
+  Tensor grad;         // f32
+  Tensor model_param;  // bf16 compute copy written from the new main weights, or undefined
+};
+
+// A parameter group cut into chunks once (cuda::split_into_adam_chunks) and
+// kept on the device, so each step is one launch.
+class MultiTensorAdam {
+ public:
+  explicit MultiTensorAdam(const std::vector<AdamTensors>& tensors);
+  void step(std::int64_t step, const AdamHyperparams& hyperparams) const;
+  bool empty() const { return num_chunks_ == 0; }
+
+ private:
+  Tensor chunks_;  // the device array of cuda::AdamTensor, as raw bytes
+  std::int64_t num_chunks_ = 0;
+};
+
+}  // namespace moebench::ops

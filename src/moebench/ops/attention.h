@@ -7,7 +7,10 @@
 // contiguous. Forward and backward take their arguments in the same order;
 // activation gradients are written (=).
 #include <cstdint>
+
 #include <optional>
+
+#include "moebench/core/tensor.h"
 
 namespace moebench::ops {
 
@@ -86,3 +89,17 @@ void causal_attention_backward(__nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat
 
 }  // namespace moebench::ops::cuda
 #endif  // MOEBENCH_WITH_CUDA
+
+namespace moebench::ops {
+
+// Tensor-level ops: check shapes, dtypes and devices, then dispatch on the
+// device (CPU f32/f64 -> ops::cpu, CUDA bf16 -> ops::cuda on ops::current_stream()).
+// lse [B, Hq, S] is f32 (the inputs' dtype on the CPU); the CUDA backward
+// takes its workspace from the caching allocator.
+void causal_attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
+                              const AttentionShape& shape, std::optional<double> softmax_scale = std::nullopt);
+void causal_attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& q,
+                               const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
+                               const AttentionShape& shape, std::optional<double> softmax_scale = std::nullopt);
+
+}  // namespace moebench::ops

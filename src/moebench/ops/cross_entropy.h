@@ -11,6 +11,8 @@
 // std::type_identity_t<T> so that T is deduced from the other arrays and
 // nullptr or a literal can be passed.
 #include <cstdint>
+
+#include "moebench/core/tensor.h"
 #include <type_traits>
 
 namespace moebench::ops::cpu {
@@ -72,3 +74,21 @@ void masked_mean_backward(float* dlosses, float dmean, const float* loss_mask, s
 
 }  // namespace moebench::ops::cuda
 #endif  // MOEBENCH_WITH_CUDA
+
+namespace moebench::ops {
+
+// Tensor-level ops: check shapes, dtypes and devices, then dispatch on the
+// device (CPU f32/f64 -> ops::cpu, CUDA bf16 -> ops::cuda on ops::current_stream()).
+// logits [N, Vpad]; labels i64 [N]; losses [N] (f32 on CUDA, the logits'
+// dtype on the CPU); logsumexp f32 [N] on CUDA (saved for the backward; may
+// be undefined on the CPU, which recomputes it).
+void cross_entropy_forward(Tensor& losses, Tensor& logsumexp, const Tensor& logits, const Tensor& labels,
+                           int64_t vocab);
+// dlogits may be logits itself on CUDA (in place).
+void cross_entropy_backward(Tensor& dlogits, const Tensor& dlosses, const Tensor& logits, const Tensor& labels,
+                            const Tensor& logsumexp, int64_t vocab);
+// mean [1] (losses' dtype) = masked mean of losses; loss_mask [N] may be undefined.
+void masked_mean_forward(Tensor& mean, const Tensor& losses, const Tensor& loss_mask);
+void masked_mean_backward(Tensor& dlosses, double dmean, const Tensor& loss_mask);
+
+}  // namespace moebench::ops

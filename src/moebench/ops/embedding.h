@@ -3,6 +3,8 @@
 // Ids outside [0, V) throw moebench::Error. The table gradient accumulates (+=).
 #include <cstdint>
 
+#include "moebench/core/tensor.h"
+
 namespace moebench::ops::cpu {
 
 // out[N,C] = table[ids[i], :] for each of the N ids; `vocab` is V, the
@@ -47,3 +49,13 @@ void embedding_backward(float* dtable, const __nv_bfloat16* dout, const std::int
 
 }  // namespace moebench::ops::cuda
 #endif  // MOEBENCH_WITH_CUDA
+
+namespace moebench::ops {
+
+// Tensor-level ops: check shapes, dtypes and devices, then dispatch on the
+// device (CPU f32/f64 -> ops::cpu, CUDA bf16 -> ops::cuda on ops::current_stream()).
+// ids i64 [N] (any shape) on the table's device; out [N, C]; on CUDA dtable is f32.
+void embedding_forward(Tensor& out, const Tensor& ids, const Tensor& table);
+void embedding_backward(Tensor& dtable, const Tensor& dout, const Tensor& ids);
+
+}  // namespace moebench::ops

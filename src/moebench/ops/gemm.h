@@ -6,6 +6,8 @@
 // std::type_identity_t<T> so that T is deduced from the other arrays and
 // nullptr can be passed.
 #include <cstdint>
+
+#include "moebench/core/tensor.h"
 #include <type_traits>
 
 namespace moebench::ops {
@@ -97,3 +99,21 @@ void gemm(GemmContext& context, float* c, const __nv_bfloat16* a, const __nv_bfl
 
 }  // namespace moebench::ops::cuda
 #endif  // MOEBENCH_WITH_CUDA
+
+namespace moebench::ops {
+
+// Tensor-level ops: check shapes, dtypes and devices, then dispatch on the
+// device (CPU f32/f64 -> ops::cpu, CUDA bf16 -> ops::cuda on ops::current_stream()).
+// Matrices are contiguous; a linear layer's inp and out may have more dims
+// (rows = numel / features). CUDA: bf16 a and b with a bf16 c (=) or an f32 c
+// (= or +=: weight gradients accumulate into f32 main grads).
+void gemm(Tensor& c, const Tensor& a, const Tensor& b, GemmLayout layout, GemmOutput output);
+// out[N, OC] = inp[N, IC] @ weight[OC, IC]^T (+ bias[OC]; undefined for none).
+// On CUDA out is bf16 (bias allowed) or f32 (the router's fp32 logits, no bias).
+void linear_forward(Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor& bias);
+// dinp = dout @ weight (written); dweight += dout^T @ inp; dbias += column sums
+// of dout (undefined when the layer has none). On CUDA dweight and dbias are f32.
+void linear_backward(Tensor& dinp, Tensor& dweight, Tensor& dbias, const Tensor& dout, const Tensor& inp,
+                     const Tensor& weight);
+
+}  // namespace moebench::ops

@@ -16,6 +16,8 @@
 // are neither read nor written; a group with no rows leaves its dw unchanged.
 #include <cstdint>
 
+#include "moebench/core/tensor.h"
+
 namespace moebench::ops::cpu {
 
 // The readable twins: ops::cpu::gemm once per group, counts on the host.
@@ -109,3 +111,22 @@ void k_grouped_bf16_gemm_tn_contiguous_cublaslt_loop(GemmContext& context, float
 
 }  // namespace moebench::ops::cuda
 #endif  // MOEBENCH_WITH_CUDA
+
+namespace moebench::ops {
+
+// Tensor-level ops: check shapes, dtypes and devices, then dispatch on the
+// device (CPU f32/f64 -> ops::cpu, CUDA bf16 -> ops::cuda on ops::current_stream()).
+// w and dw are [G, N, K]; group_counts is i32 [G] on the tensors' device.
+// On CUDA the GEMMs run as grouped_gemm_backend() says.
+enum class GroupedGemmBackend {
+  kCublasLtLoop,  // one cuBLASLt GEMM per group (counts read once per call): the default
+  kKernel,        // the own grouped kernel
+};
+// MOEBENCH_GROUPED_GEMM=kernel|cublaslt (read once; anything else throws).
+GroupedGemmBackend grouped_gemm_backend();
+
+void m_grouped_gemm_nt_contiguous(Tensor& out, const Tensor& a, const Tensor& w, const Tensor& group_counts);
+void m_grouped_gemm_nn_contiguous(Tensor& da, const Tensor& dout, const Tensor& w, const Tensor& group_counts);
+void k_grouped_gemm_tn_contiguous(Tensor& dw, const Tensor& dout, const Tensor& a, const Tensor& group_counts);
+
+}  // namespace moebench::ops

@@ -15,6 +15,8 @@
 //                               rows = number of slots that are not dropped.
 #include <cstdint>
 
+#include "moebench/core/tensor.h"
+
 namespace moebench::ops::cpu {
 
 // Fills row_id_map (room for tokens * topk) and tokens_per_expert[num_experts];
@@ -104,3 +106,29 @@ void unpermute_backward(__nv_bfloat16* dexpert_out, float* dprobs, const __nv_bf
 
 }  // namespace moebench::ops::cuda
 #endif  // MOEBENCH_WITH_CUDA
+
+namespace moebench::ops {
+
+// Tensor-level ops: check shapes, dtypes and devices, then dispatch on the
+// device (CPU f32/f64 -> ops::cpu, CUDA bf16 -> ops::cuda on ops::current_stream()).
+// The sort of one routing map, which every permutation op below reads.
+struct PermuteMap {
+  std::int64_t tokens = 0, topk = 0, num_experts = 0;
+  // Rows of the permuted buffers. CPU: the kept slots. CUDA: the capacity
+  // tokens * topk (the device alone knows the kept count; rows past it are
+  // neither read nor written).
+  std::int64_t rows = 0;
+  Tensor row_id_map;         // i64 [tokens * topk]: slot of each permuted row
+  Tensor row_of_slot;        // i64 [tokens * topk]: permuted row of each slot, -1 dropped (CUDA only)
+  Tensor tokens_per_expert;  // i64 [E] on the routing map's device
+};
+PermuteMap sort_slots_by_expert(const Tensor& routing_map, std::int64_t num_experts);
+// permuted [rows, H] from input [tokens, H].
+void permute_forward(Tensor& permuted, const Tensor& input, const PermuteMap& map);
+void permute_backward(Tensor& dinput, const Tensor& dpermuted, const PermuteMap& map);
+// probs [tokens, topk] are f32 on CUDA (the activations' dtype on the CPU), as dprobs.
+void unpermute_forward(Tensor& out, const Tensor& expert_out, const Tensor& probs, const PermuteMap& map);
+void unpermute_backward(Tensor& dexpert_out, Tensor& dprobs, const Tensor& dout, const Tensor& expert_out,
+                        const Tensor& probs, const PermuteMap& map);
+
+}  // namespace moebench::ops

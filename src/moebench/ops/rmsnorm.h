@@ -7,6 +7,8 @@
 // Scalars are std::type_identity_t<T> so that T is deduced from the arrays
 // alone and a literal such as 1e-5 can be passed for eps.
 #include <cstdint>
+
+#include "moebench/core/tensor.h"
 #include <type_traits>
 
 namespace moebench::ops::cpu {
@@ -51,3 +53,15 @@ void rmsnorm_backward(__nv_bfloat16* dinp, float* dweight, const __nv_bfloat16* 
 
 }  // namespace moebench::ops::cuda
 #endif  // MOEBENCH_WITH_CUDA
+
+namespace moebench::ops {
+
+// Tensor-level ops: check shapes, dtypes and devices, then dispatch on the
+// device (CPU f32/f64 -> ops::cpu, CUDA bf16 -> ops::cuda on ops::current_stream()).
+// Rows are numel / C with C = weight's size. rstd is [rows], f32 (the input's
+// dtype on the CPU); on CUDA dweight is f32.
+void rmsnorm_forward(Tensor& out, Tensor& rstd, const Tensor& inp, const Tensor& weight, double eps);
+void rmsnorm_backward(Tensor& dinp, Tensor& dweight, const Tensor& dout, const Tensor& inp, const Tensor& weight,
+                      const Tensor& rstd);
+
+}  // namespace moebench::ops

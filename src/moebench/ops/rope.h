@@ -5,8 +5,11 @@
 // backward take their arguments in the same order; activation gradients are
 // written (=).
 #include <cstdint>
+
 #include <optional>
 #include <vector>
+
+#include "moebench/core/tensor.h"
 
 namespace moebench::ops {
 
@@ -115,3 +118,22 @@ void rope_backward(__nv_bfloat16* dx, const __nv_bfloat16* dout, const RopeTable
 
 }  // namespace moebench::ops::cuda
 #endif  // MOEBENCH_WITH_CUDA
+
+namespace moebench::ops {
+
+// Tensor-level ops: check shapes, dtypes and devices, then dispatch on the
+// device (CPU f32/f64 -> ops::cpu, CUDA bf16 -> ops::cuda on ops::current_stream()).
+// The table as the Tensor-level ops take it: the host table, and on CUDA its
+// fp32 cos and sin [num_positions, rot_dim / 2] on the device.
+struct RopeTableTensors {
+  const RopeTable<float>* host = nullptr;
+  Tensor cos, sin;  // undefined on the CPU
+};
+// x [tokens, heads, head_dim] (rows = numel / head_dim), positions i64 [tokens]
+// on x's device (host for the CPU). out may be x.
+void rope_forward(Tensor& out, const Tensor& x, const RopeTableTensors& table, const Tensor& positions,
+                  std::int64_t head_dim, RopeLayout layout);
+void rope_backward(Tensor& dx, const Tensor& dout, const RopeTableTensors& table, const Tensor& positions,
+                   std::int64_t head_dim, RopeLayout layout);
+
+}  // namespace moebench::ops

@@ -25,6 +25,8 @@
 // writes dlogits (=), adding the gradient of both losses times loss_scale.
 #include <cstdint>
 
+#include "moebench/core/tensor.h"
+
 #include "moebench/ops/topk.h"
 
 namespace moebench::ops {
@@ -108,3 +110,27 @@ void router_auxiliary_loss(float* loss, const RouterStatistics& statistics, std:
 
 }  // namespace moebench::ops::cuda
 #endif  // MOEBENCH_WITH_CUDA
+
+namespace moebench::ops {
+
+// Tensor-level ops: check shapes, dtypes and devices, then dispatch on the
+// device (CPU f32/f64 -> ops::cpu, CUDA bf16 -> ops::cuda on ops::current_stream()).
+// Everything is fp32 (the router runs in fp32 on both devices).
+struct RouterStatisticTensors {
+  Tensor aux_counts;      // i32 [S, E], when aux_loss_coeff > 0
+  Tensor aux_score_sums;  // f32 [S, E], when aux_loss_coeff > 0
+  Tensor z_loss_sum;      // f32 [1], when z_loss_coeff > 0
+};
+// Zeroed statistics for `sequences` = tokens / tokens_per_sequence on `device`.
+RouterStatisticTensors zero_router_statistics(const RouterConfig& config, std::int64_t sequences, Device device);
+// indices i64 [N, k], probs f32 [N, k] from logits f32 [N, E]; expert_bias f32 [E] or undefined.
+void router_forward(Tensor& indices, Tensor& probs, RouterStatisticTensors& statistics, const Tensor& logits,
+                    const Tensor& expert_bias, std::int64_t tokens_per_sequence, const RouterConfig& config);
+void router_backward(Tensor& dlogits, const Tensor& dprobs, const Tensor& logits, const Tensor& indices,
+                     const Tensor& aux_counts, std::int64_t tokens_per_sequence, const RouterConfig& config,
+                     float loss_scale);
+// loss [1] (f32; f64 allowed on the CPU) = the aux + z loss of the statistics.
+void router_auxiliary_loss(Tensor& loss, const RouterStatisticTensors& statistics, std::int64_t tokens,
+                           std::int64_t tokens_per_sequence, const RouterConfig& config);
+
+}  // namespace moebench::ops

@@ -5,6 +5,8 @@
 // Activation gradients are written (=).
 #include <cstdint>
 
+#include "moebench/core/tensor.h"
+
 namespace moebench::ops::cpu {
 
 // out[N,F] from inp[N,2F]; `f` is the width of one half (ffn_hidden_size).
@@ -34,3 +36,13 @@ void swiglu_backward(__nv_bfloat16* dinp, const __nv_bfloat16* dout, const __nv_
 
 }  // namespace moebench::ops::cuda
 #endif  // MOEBENCH_WITH_CUDA
+
+namespace moebench::ops {
+
+// Tensor-level ops: check shapes, dtypes and devices, then dispatch on the
+// device (CPU f32/f64 -> ops::cpu, CUDA bf16 -> ops::cuda on ops::current_stream()).
+// out [N, F] from inp [N, 2F].
+void swiglu_forward(Tensor& out, const Tensor& inp);
+void swiglu_backward(Tensor& dinp, const Tensor& dout, const Tensor& inp);
+
+}  // namespace moebench::ops

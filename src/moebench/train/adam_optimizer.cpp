@@ -3,12 +3,35 @@
 #include <cmath>
 #include <utility>
 
+#include "moebench/core/error.h"
+#include "moebench/ops/elementwise.h"
 #include "moebench/train/parameter_check.h"
 
 namespace moebench::train {
 
 AdamOptimizer::AdamOptimizer(std::vector<model::Parameter*> parameters, const AdamOptions& options)
     : parameters_(std::move(parameters)), options_(options) {
+  on_device_ = !parameters_.empty() && parameters_.front()->value.defined() &&
+               parameters_.front()->value.device().is_cuda();
+  if (on_device_) {
+    std::vector<ops::AdamTensors> decayed, not_decayed;
+    for (model::Parameter* p : parameters_) {
+      if (!p->main.defined() || !p->value.device().is_cuda())
+        throw Error("AdamOptimizer: parameter '" + p->name + "' is " +
+                    (p->value.defined() ? p->value.describe() : "undefined") +
+                    " with no fp32 main copy on the device; place the whole model with ModelPlacement::cuda");
+      Tensor m = Tensor::empty(p->main.shape(), DType::F32, p->main.device());
+      Tensor v = Tensor::empty(p->main.shape(), DType::F32, p->main.device());
+      ops::zero_(m);
+      ops::zero_(v);
+      device_moments_.push_back(m);
+      device_moments_.push_back(v);
+      (p->weight_decay ? decayed : not_decayed).push_back({p->main, m, v, p->grad, p->value});
+    }
+    decayed_ = std::make_unique<ops::MultiTensorAdam>(decayed);
+    not_decayed_ = std::make_unique<ops::MultiTensorAdam>(not_decayed);
+    return;
+  }
   moments_.reserve(parameters_.size());
   for (const model::Parameter* p : parameters_) {
     require_cpu_float32(*p, "AdamOptimizer");
@@ -18,14 +41,25 @@ AdamOptimizer::AdamOptimizer(std::vector<model::Parameter*> parameters, const Ad
 }
 
 double AdamOptimizer::gradient_norm() const {
-  double squares = 0;
-  for (const model::Parameter* p : parameters_) {
-    const float* grad = p->grad.data<float>();
-    for (int64_t i = 0, n = p->grad.numel(); i < n; ++i) squares += double(grad[i]) * double(grad[i]);
-  }
+  std::vector<const Tensor*> grads;
+  for (const model::Parameter* p : parameters_) grads.push_back(&p->grad);
+  const double squares = ops::sum_of_squares(grads);
   // Data-parallel gradients are identical after their all-reduce; model-parallel
   // shards will add their squared sums here before the square root.
   return std::sqrt(squares);
+}
+
+std::vector<ckpt::ShardedTensor> AdamOptimizer::state_pieces() {
+  if (moments_.size() != parameters_.size())
+    throw Error("saving or loading Adam's state of a model on the GPU is not supported yet; pass --no-save-optim "
+                "and --no-load-optim, or train with --device cpu");
+  std::vector<ckpt::ShardedTensor> pieces;
+  for (size_t k = 0; k < parameters_.size(); ++k) {
+    const model::Parameter& p = *parameters_[k];
+    pieces.push_back(ckpt::whole_tensor(exp_avg_name(p.name), state_view(moments_[k].exp_avg, p.value.shape())));
+    pieces.push_back(ckpt::whole_tensor(exp_avg_sq_name(p.name), state_view(moments_[k].exp_avg_sq, p.value.shape())));
+  }
+  return pieces;
 }
 
 OptimizerStep AdamOptimizer::step(double lr) {
@@ -35,13 +69,16 @@ OptimizerStep AdamOptimizer::step(double lr) {
 
   const double clip = clip_factor(result.grad_norm, options_.clip_grad);
   if (clip < 1.0) {
-    for (model::Parameter* p : parameters_) {
-      float* grad = p->grad.data<float>();
-      for (int64_t i = 0, n = p->grad.numel(); i < n; ++i) grad[i] = float(grad[i] * clip);
-    }
+    for (model::Parameter* p : parameters_) ops::scale_(p->grad, clip);
   }
 
   ++steps_taken_;
+  if (on_device_) {
+    decayed_->step(steps_taken_, adam_hyperparams(options_, lr, true));
+    not_decayed_->step(steps_taken_, adam_hyperparams(options_, lr, false));
+    result.applied = true;
+    return result;
+  }
   for (size_t k = 0; k < parameters_.size(); ++k) {
     model::Parameter& p = *parameters_[k];
     ops::cpu::adamw_step(p.value.data<float>(), moments_[k].exp_avg.data(), moments_[k].exp_avg_sq.data(),

@@ -3,10 +3,18 @@
 // "adam" optimizer: fp32 moments per parameter, weight decay only where
 // Parameter::weight_decay (norms and biases are excluded), gradients clipped
 // by their global L2 norm before the update.
+//
+// Parameters on a CUDA device (a GPTModel built with ModelPlacement::cuda)
+// are updated there in mixed precision: fp32 main weights (Parameter::main),
+// fp32 gradients and moments, one multi-tensor Adam launch per weight-decay
+// group that also rewrites the bf16 compute weights; the gradient norm is a
+// device reduction read back once per step.
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "moebench/model/parameter.h"
+#include "moebench/ops/adam.h"
 #include "moebench/train/optimizer.h"
 
 namespace moebench::train {
@@ -27,7 +35,10 @@ class AdamOptimizer final : public Optimizer {
   // the squared sum is reduced over the ranks that hold distinct gradients.
   double gradient_norm() const;
 
-  int64_t steps_taken() const { return steps_taken_; }
+  std::vector<ckpt::ShardedTensor> state_pieces() override;
+  bool state_is_sharded() const override { return false; }
+  int64_t steps_taken() const override { return steps_taken_; }
+  void restore_steps_taken(int64_t steps) override { steps_taken_ = steps; }
   const std::vector<model::Parameter*>& parameters() const { return parameters_; }
 
  private:
@@ -37,7 +48,10 @@ class AdamOptimizer final : public Optimizer {
   };
 
   std::vector<model::Parameter*> parameters_;
-  std::vector<Moments> moments_;  // one per parameter, same order
+  std::vector<Moments> moments_;  // one per parameter, same order (CPU parameters)
+  bool on_device_ = false;        // the parameters live on a CUDA device
+  std::vector<Tensor> device_moments_;                     // f32 m and v per parameter (GPU)
+  std::unique_ptr<ops::MultiTensorAdam> decayed_, not_decayed_;  // the two weight-decay groups (GPU)
   AdamOptions options_;
   int64_t steps_taken_ = 0;
 };

@@ -1,6 +1,7 @@
 #include "moebench/train/distributed_optimizer.h"
 
 #include <cmath>
+#include <utility>
 
 #include "moebench/core/error.h"
 
@@ -39,6 +40,20 @@ double DistributedOptimizer::gradient_norm() const {
   state_.group(GroupKind::kTensorAndDataWithContext).all_reduce(total, dist::ReduceOp::kSum);
   state_.group(GroupKind::kPipeline).all_reduce(total, dist::ReduceOp::kSum);
   return std::sqrt(total.data<double>()[0]);
+}
+
+std::vector<ckpt::ShardedTensor> DistributedOptimizer::state_pieces() {
+  std::vector<ckpt::ShardedTensor> pieces;
+  for (ShardState& shard : shards_) {
+    const model::Parameter& p = *shard.segment.parameter;
+    // The segment and the parameter view the same buffer: their distance is the run's place in the parameter.
+    const int64_t begin = shard.segment.values.storage_offset() - p.value.storage_offset();
+    const std::vector<int64_t> run = {int64_t(shard.exp_avg.size())};
+    for (auto [name, state] : {std::pair{exp_avg_name(p.name), &shard.exp_avg}, {exp_avg_sq_name(p.name), &shard.exp_avg_sq}})
+      for (ckpt::ShardedTensor& piece : ckpt::flat_run_pieces(name, p.value.shape(), begin, state_view(*state, run)))
+        pieces.push_back(std::move(piece));
+  }
+  return pieces;
 }
 
 OptimizerStep DistributedOptimizer::step(double lr) {

@@ -35,7 +35,10 @@ class DistributedOptimizer final : public Optimizer {
   // Global L2 norm of the gradients: collective over every rank.
   double gradient_norm() const;
 
-  int64_t steps_taken() const { return steps_taken_; }
+  std::vector<ckpt::ShardedTensor> state_pieces() override;
+  bool state_is_sharded() const override { return true; }
+  int64_t steps_taken() const override { return steps_taken_; }
+  void restore_steps_taken(int64_t steps) override { steps_taken_ = steps; }
 
  private:
   // Adam's state of one owned run of one parameter.

@@ -1,6 +1,9 @@
 #include "moebench/train/gradient_reduction.h"
 
 #include <algorithm>
+#include <string>
+
+#include "moebench/core/error.h"
 
 namespace moebench::train {
 namespace {
@@ -14,7 +17,18 @@ std::vector<model::Parameter*> select(const std::vector<model::Parameter*>& para
 
 ParamAndGradBuffer make_buffer(const std::vector<model::Parameter*>& parameters, bool expert,
                                const dist::Communicator& group, int64_t bucket_elements) {
-  return ParamAndGradBuffer(select(parameters, expert), group.size(), group.rank(), bucket_elements);
+  std::vector<model::Parameter*> selected = select(parameters, expert);
+  const bool on_gpu = !selected.empty() && selected.front()->grad.defined() &&
+                      selected.front()->grad.device().is_cuda();
+  if (on_gpu) {
+    // A GPU model keeps its own device layout; with one replica nothing is reduced.
+    if (group.size() > 1)
+      throw Error("data parallelism (a " + std::string(expert ? "expert-" : "") + "data-parallel group of " +
+                  std::to_string(group.size()) +
+                  " ranks) is not supported on the GPU yet; run one rank per model or use --device cpu");
+    selected.clear();
+  }
+  return ParamAndGradBuffer(selected, group.size(), group.rank(), bucket_elements);
 }
 
 void scale(const Tensor& values, double factor) {

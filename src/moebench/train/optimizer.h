@@ -3,6 +3,9 @@
 // moebench's two optimizers share: AdamOptimizer (every rank updates every
 // parameter) and DistributedOptimizer (each data-parallel rank its shard).
 #include <cstdint>
+#include <vector>
+
+#include "moebench/ckpt/native_checkpoint.h"
 
 #include "moebench/ops/adam.h"
 
@@ -27,7 +30,25 @@ class Optimizer {
   // Clips the gradients by their global norm and updates the parameters with
   // learning rate `lr`; changes nothing when the norm is NaN or Inf.
   virtual OptimizerStep step(double lr) = 0;
+
+  // Adam's moments for checkpoints, named optimizer.exp_avg.<parameter> and
+  // optimizer.exp_avg_sq.<parameter>: views of the state, so reading a
+  // checkpoint into them restores it. Only what this rank updates.
+  virtual std::vector<ckpt::ShardedTensor> state_pieces() = 0;
+  // True when data-parallel ranks hold different pieces (each must save its own).
+  virtual bool state_is_sharded() const = 0;
+  virtual int64_t steps_taken() const = 0;
+  // Adam's bias correction continues from `steps` after a resume.
+  virtual void restore_steps_taken(int64_t steps) = 0;
 };
+
+// A float32 view of `values` (no copy), shaped `shape`: valid while `values`
+// lives and keeps its size.
+Tensor state_view(std::vector<float>& values, const std::vector<int64_t>& shape);
+
+// The checkpoint names of a parameter's Adam moments.
+std::string exp_avg_name(const std::string& parameter);
+std::string exp_avg_sq_name(const std::string& parameter);
 
 // Megatron's clipping factor: clip_grad / (grad_norm + 1e-6) when that is
 // below 1, else 1 (and 1 when clip_grad is 0, clipping off).

@@ -85,6 +85,16 @@ TrainConfig train_config_from_flags(const config::FlagMap& flags, long long glob
   t.eval_iters = static_cast<int>(flags.get_int("--eval-iters", t.eval_iters));
   t.exit_duration_in_mins = static_cast<double>(flags.get_int("--exit-duration-in-mins", 0));
 
+  t.save = flags.get_string("--save", "");
+  t.save_interval = flags.get_int("--save-interval", 0);
+  require(t.save_interval >= 0, "--save-interval must be positive, got " + std::to_string(t.save_interval));
+  t.save_optim = !flags.get_bool("--no-save-optim");
+  t.save_rng = !flags.get_bool("--no-save-rng");
+  t.load = flags.get_string("--load", "");
+  t.finetune = flags.get_bool("--finetune");
+  t.load_optim = !flags.get_bool("--no-load-optim");
+  t.load_rng = !flags.get_bool("--no-load-rng");
+
   t.output_dir = flags.get_string("--output-dir", "");
   t.tensorboard_dir = flags.get_string("--tensorboard-dir", "");
   t.check_for_nan = !flags.get_bool("--no-check-for-nan-in-loss-and-grad");

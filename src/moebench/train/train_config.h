@@ -45,6 +45,18 @@ struct TrainConfig {
   int eval_iters = 100;
   double exit_duration_in_mins = 0.0;  // 0: no time limit
 
+  // Checkpoints, as Megatron's --save / --load family. A Hugging Face
+  // directory given to --load is read by `moebench run` itself; `load` here
+  // is a native checkpoint.
+  std::filesystem::path save;  // empty: no checkpoints
+  long long save_interval = 0;  // 0: only at the end of training
+  bool save_optim = true;
+  bool save_rng = true;
+  std::filesystem::path load;  // empty: start from initialised weights
+  bool finetune = false;        // weights only; the iteration starts at 0
+  bool load_optim = true;
+  bool load_rng = true;
+
   std::filesystem::path output_dir;
   std::filesystem::path tensorboard_dir;  // empty: <output_dir>/tensorboard
   // true: a NaN/Inf loss or gradient stops the run; false: the iteration is skipped and counted.

@@ -23,6 +23,8 @@ class TrainableModel {
   // After an applied optimizer step; the routed-token counts are summed over
   // `token_count_group` (tp_dp_cp) first, so every rank moves its biases alike.
   virtual void update_expert_bias(dist::Communicator& token_count_group) = 0;
+  // Untrained state that checkpoints keep (router expert biases); none by default.
+  virtual std::vector<model::Buffer> buffers() { return {}; }
 };
 
 // Adapts any model with GPTModel's member functions, held by reference.
@@ -38,6 +40,10 @@ class TrainableModelRef final : public TrainableModel {
   void zero_grad() override { model_.zero_grad(); }
   void update_expert_bias(dist::Communicator& token_count_group) override {
     model_.update_expert_bias(token_count_group);
+  }
+  std::vector<model::Buffer> buffers() override {
+    if constexpr (requires { model_.buffers(); }) return model_.buffers();
+    return {};
   }
 
  private:

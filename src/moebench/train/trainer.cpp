@@ -7,9 +7,13 @@
 #include <utility>
 
 #include "moebench/core/error.h"
+#ifdef MOEBENCH_WITH_CUDA
+#include "moebench/core/cuda_allocator.h"
+#endif
 #include "moebench/obs/host_memory.h"
 #include "moebench/train/adam_optimizer.h"
 #include "moebench/train/distributed_optimizer.h"
+#include "moebench/train/training_checkpoint.h"
 
 namespace moebench::train {
 namespace {
@@ -31,7 +35,11 @@ int64_t bucket_elements(const TrainingSetup& setup) {
 
 std::unique_ptr<Optimizer> make_optimizer(TrainableModel& model, const GradientReduction& gradients,
                                           const dist::ParallelState& state, const TrainConfig& t) {
-  if (gradients.sync() == GradientSync::kReduceScatter)
+  const std::vector<model::Parameter*> parameters = model.parameters();
+  const bool on_gpu = !parameters.empty() && parameters.front()->value.device().is_cuda();
+  // On a GPU (one data-parallel rank, see GradientReduction) the distributed
+  // optimizer's single shard is the whole model: plain Adam is the same update.
+  if (gradients.sync() == GradientSync::kReduceScatter && !on_gpu)
     return std::make_unique<DistributedOptimizer>(gradients, state, adam_options(t));
   return std::make_unique<AdamOptimizer>(model.parameters(), adam_options(t));
 }
@@ -45,6 +53,24 @@ std::string number(double value) {
   std::snprintf(text, sizeof text, "%g", value);
   return text;
 }
+
+// The CUDA caching allocator's peak since the last reset (device 0); 0 without CUDA.
+#ifdef MOEBENCH_WITH_CUDA
+int current_device() {
+  int device = 0;
+  cudaGetDevice(&device);
+  return device;
+}
+void reset_peak_device_memory() { CudaCachingAllocator::instance().reset_peak(current_device()); }
+int64_t peak_device_memory() {
+  return int64_t(CudaCachingAllocator::instance().stats(current_device()).peak_allocated_bytes);
+}
+void synchronize_device() { cudaDeviceSynchronize(); }
+#else
+void reset_peak_device_memory() {}
+int64_t peak_device_memory() { return 0; }
+void synchronize_device() {}
+#endif
 
 constexpr const char* kSkipAdvice =
     "; lower --lr or check the data, or pass --no-check-for-nan-in-loss-and-grad to skip such iterations";
@@ -74,6 +100,22 @@ Trainer::Trainer(TrainableModel& model, const TrainingSetup& setup, const dist::
   if (p.num_microbatches() < 1 || p.global_batch != p.num_microbatches() * p.micro_batch * p.data_parallel())
     throw Error("GBS=" + std::to_string(p.global_batch) + " must be a positive multiple of MBS x DP = " +
                 std::to_string(p.micro_batch) + " x " + std::to_string(p.data_parallel()));
+  if (!setup_.train.load.empty()) {
+    const ckpt::TrainingProgress resumed =
+        load_training_checkpoint(setup_.train.load, model_, *optimizer_, setup_.train);
+    completed_iterations_ = resumed.iteration;
+    consumed_samples_ = resumed.consumed_samples;
+    consumed_validation_samples_ = resumed.consumed_validation_samples;
+    scheduler_samples_ = resumed.scheduler_samples;
+  }
+}
+
+void Trainer::save_checkpoint(const std::filesystem::path& root) {
+  const TrainConfig& t = setup_.train;
+  const TrainingCheckpointContents contents{
+      {completed_iterations_, consumed_samples_, consumed_validation_samples_, scheduler_samples_},
+      t.save_optim, t.save_rng, t.seed, setup_.model_args};
+  save_training_checkpoint(root, model_, *optimizer_, parallel_state_, contents);
 }
 
 int64_t Trainer::microbatch_start(int64_t batch_start, int microbatch) const {
@@ -164,9 +206,14 @@ TrainingSummary Trainer::train() {
   const bool validate = t.eval_iters > 0;
   TrainingSummary summary;
   int64_t last_evaluated = 0;
-  for (int64_t iteration = 1; iteration <= t.train_iters; ++iteration) {
+  int64_t last_saved = completed_iterations_;
+  summary.iterations = completed_iterations_;
+  summary.consumed_samples = consumed_samples_;
+  for (int64_t iteration = completed_iterations_ + 1; iteration <= t.train_iters; ++iteration) {
+    reset_peak_device_memory();
     const auto iteration_start = std::chrono::steady_clock::now();
     const StepResult step = train_step(iteration);
+    synchronize_device();  // the step's GPU work is done before the clock stops
     const double seconds = seconds_since(iteration_start);
 
     consumed_samples_ += p.global_batch;
@@ -193,6 +240,7 @@ TrainingSummary Trainer::train() {
     record.skipped_iterations = summary.skipped_iterations;
     record.nan_iterations = summary.nan_iterations;
     record.peak_rss_bytes = peak_resident_bytes();
+    record.peak_device_memory_bytes = peak_device_memory();
     record.timers_ms = timers_.read_and_reset_ms();
     if (observer_.on_iteration) observer_.on_iteration(record);
 
@@ -200,6 +248,11 @@ TrainingSummary Trainer::train() {
       const ValidationRecord validation{iteration, evaluate()};
       last_evaluated = iteration;
       if (observer_.on_validation) observer_.on_validation(validation);
+    }
+    completed_iterations_ = iteration;
+    if (!t.save.empty() && t.save_interval > 0 && iteration % t.save_interval == 0) {
+      save_checkpoint(t.save);
+      last_saved = iteration;
     }
     if (t.exit_duration_in_mins > 0 && seconds_since(start) / 60.0 > t.exit_duration_in_mins) {
       summary.stopped_by_time_limit = iteration < t.train_iters;
@@ -211,6 +264,7 @@ TrainingSummary Trainer::train() {
     const ValidationRecord validation{summary.iterations, evaluate()};
     if (observer_.on_validation) observer_.on_validation(validation);
   }
+  if (!t.save.empty() && last_saved != completed_iterations_) save_checkpoint(t.save);
   return summary;
 }
 

@@ -9,7 +9,9 @@
 // records (losses averaged over data-parallel ranks) are the same on each.
 #include <cstdint>
 #include <functional>
+#include <filesystem>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "moebench/config/parallel_config.h"
@@ -30,6 +32,7 @@ struct TrainingSetup {
   config::ParallelConfig parallel;  // batch sizes, world size, --use-distributed-optimizer
   int64_t seq_length = 0;
   double flops_per_iteration = 0;   // flops_per_iteration(model, GBS), for TFLOP/s per GPU
+  std::vector<std::string> model_args;  // the model's Megatron flags, recorded in checkpoints
 };
 
 // Where records go; either may be empty.
@@ -51,7 +54,8 @@ class Trainer {
  public:
   // Keeps references: all must outlive the trainer. `parallel_state` is this
   // rank's, built for setup.parallel's sizes. Re-binds the model's parameter
-  // values and gradients to the views of GradientReduction's buffers.
+  // values and gradients to the views of GradientReduction's buffers, then
+  // resumes from setup.train.load when given (collective).
   Trainer(TrainableModel& model, const TrainingSetup& setup, const dist::ParallelState& parallel_state,
           const data::MicrobatchSource& train_data, const data::MicrobatchSource& validation_data,
           TrainingObserver observer);
@@ -60,6 +64,11 @@ class Trainer {
   // the iteration unless check_for_nan is off; then the iteration makes no
   // update and is counted as skipped (and as NaN when the loss was).
   TrainingSummary train();
+
+  // Saves the current state as a checkpoint under `root` (collective):
+  // --save-interval and the end of train() call it; so does a conversion.
+  void save_checkpoint(const std::filesystem::path& root);
+  int64_t completed_iterations() const { return completed_iterations_; }
 
  private:
   struct StepResult {
@@ -87,6 +96,7 @@ class Trainer {
   std::unique_ptr<Optimizer> optimizer_;  // AdamOptimizer or DistributedOptimizer
   LearningRateSchedule schedule_;
   Timers timers_;
+  int64_t completed_iterations_ = 0;  // at a resume, the checkpoint's iteration
   int64_t consumed_samples_ = 0;
   int64_t consumed_validation_samples_ = 0;
   int64_t scheduler_samples_ = 0;  // advances only with applied updates, as Megatron's scheduler

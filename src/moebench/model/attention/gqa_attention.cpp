@@ -1,30 +1,32 @@
 #include "moebench/model/attention/gqa_attention.h"
 
 #include <cmath>
-#include <cstring>
 
 #include "moebench/ops/attention.h"
+#include "moebench/ops/elementwise.h"
 
 namespace moebench::model {
 namespace {
 
 // Copies between the fused per-group qkv rows and separate q, k, v arrays;
 // `to_fused` picks the direction so the split and its adjoint share one loop.
-void copy_qkv(float* qkv, float* q, float* k, float* v, int64_t tokens, int64_t heads,
+void copy_qkv(Tensor& qkv, Tensor& q, Tensor& k, Tensor& v, int64_t tokens, int64_t heads,
               int64_t groups, int64_t head_dim, bool to_fused) {
   const int64_t per_group = heads / groups;
   const int64_t row = groups * (per_group + 2) * head_dim;
-  auto move = [&](float* fused, float* separate, int64_t count) {
-    if (to_fused) std::memcpy(fused, separate, count * sizeof(float));
-    else std::memcpy(separate, fused, count * sizeof(float));
-  };
-  for (int64_t t = 0; t < tokens; ++t) {
-    for (int64_t g = 0; g < groups; ++g) {
-      float* base = qkv + t * row + g * (per_group + 2) * head_dim;
-      move(base, q + (t * heads + g * per_group) * head_dim, per_group * head_dim);
-      move(base + per_group * head_dim, k + (t * groups + g) * head_dim, head_dim);
-      move(base + (per_group + 1) * head_dim, v + (t * groups + g) * head_dim, head_dim);
+  auto move = [&](int64_t fused_col, Tensor& separate, int64_t separate_width, int64_t separate_col,
+                  int64_t count) {
+    if (to_fused) {
+      ops::copy_columns(qkv, row, fused_col, separate, separate_width, separate_col, tokens, count);
+    } else {
+      ops::copy_columns(separate, separate_width, separate_col, qkv, row, fused_col, tokens, count);
     }
+  };
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t base = g * (per_group + 2) * head_dim;
+    move(base, q, heads * head_dim, g * per_group * head_dim, per_group * head_dim);
+    move(base + per_group * head_dim, k, groups * head_dim, g * head_dim, head_dim);
+    move(base + (per_group + 1) * head_dim, v, groups * head_dim, g * head_dim, head_dim);
   }
 }
 
@@ -54,11 +56,10 @@ Tensor GqaAttention::forward(const Tensor& inp, int64_t batch, int64_t seq,
   context.seq = seq;
   context.inp = inp;
   Tensor qkv = linear_qkv_.forward(inp);
-  Tensor q = Tensor::empty({tokens, heads_, head_dim_}, DType::F32);
-  Tensor k = Tensor::empty({tokens, groups_, head_dim_}, DType::F32);
-  Tensor v = Tensor::empty({tokens, groups_, head_dim_}, DType::F32);
-  copy_qkv(qkv.data<float>(), q.data<float>(), k.data<float>(), v.data<float>(), tokens, heads_,
-           groups_, head_dim_, false);
+  Tensor q = ops::empty_like(qkv, {tokens, heads_, head_dim_});
+  Tensor k = ops::empty_like(qkv, {tokens, groups_, head_dim_});
+  Tensor v = ops::empty_like(qkv, {tokens, groups_, head_dim_});
+  copy_qkv(qkv, q, k, v, tokens, heads_, groups_, head_dim_, false);
   if (q_layernorm_) {
     q = q_layernorm_->forward(q, context.q_norm);
     k = k_layernorm_->forward(k, context.k_norm);
@@ -67,34 +68,29 @@ Tensor GqaAttention::forward(const Tensor& inp, int64_t batch, int64_t seq,
   context.k = rotary_.forward(k, batch, seq);
   context.v = v;
   const ops::AttentionShape shape{batch, seq, heads_, groups_, head_dim_, head_dim_};
-  context.attn = Tensor::empty({tokens, heads_ * head_dim_}, DType::F32);
-  context.lse = Tensor::empty({batch, heads_, seq}, DType::F32);
-  ops::cpu::causal_attention_forward(context.attn.data<float>(), context.lse.data<float>(),
-                                     context.q.data<float>(), context.k.data<float>(),
-                                     context.v.data<float>(), shape);
+  context.attn = ops::empty_like(qkv, {tokens, heads_ * head_dim_});
+  context.lse = Tensor::empty({batch, heads_, seq}, ops::statistic_dtype(qkv), qkv.device());
+  ops::causal_attention_forward(context.attn, context.lse, context.q, context.k, context.v, shape);
   return linear_proj_.forward(context.attn);
 }
 
 Tensor GqaAttention::backward(const Tensor& dout, const Context& context) {
   const int64_t batch = context.batch, seq = context.seq, tokens = batch * seq;
   Tensor dattn = linear_proj_.backward(dout, context.attn);
-  Tensor dq = Tensor::empty(context.q.shape(), DType::F32);
-  Tensor dk = Tensor::empty(context.k.shape(), DType::F32);
-  Tensor dv = Tensor::empty(context.v.shape(), DType::F32);
+  Tensor dq = ops::empty_like(context.q);
+  Tensor dk = ops::empty_like(context.k);
+  Tensor dv = ops::empty_like(context.v);
   const ops::AttentionShape shape{batch, seq, heads_, groups_, head_dim_, head_dim_};
-  ops::cpu::causal_attention_backward(dq.data<float>(), dk.data<float>(), dv.data<float>(),
-                                      dattn.data<float>(), context.q.data<float>(),
-                                      context.k.data<float>(), context.v.data<float>(),
-                                      context.attn.data<float>(), context.lse.data<float>(), shape);
+  ops::causal_attention_backward(dq, dk, dv, dattn, context.q, context.k, context.v, context.attn,
+                                 context.lse, shape);
   dq = rotary_.backward(dq, batch, seq);
   dk = rotary_.backward(dk, batch, seq);
   if (q_layernorm_) {
     dq = q_layernorm_->backward(dq, context.q_norm);
     dk = k_layernorm_->backward(dk, context.k_norm);
   }
-  Tensor dqkv = Tensor::empty({tokens, (heads_ + 2 * groups_) * head_dim_}, DType::F32);
-  copy_qkv(dqkv.data<float>(), dq.data<float>(), dk.data<float>(), dv.data<float>(), tokens,
-           heads_, groups_, head_dim_, true);
+  Tensor dqkv = ops::empty_like(dq, {tokens, (heads_ + 2 * groups_) * head_dim_});
+  copy_qkv(dqkv, dq, dk, dv, tokens, heads_, groups_, head_dim_, true);
   return linear_qkv_.backward(dqkv, context.inp);
 }
 

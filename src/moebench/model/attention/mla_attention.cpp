@@ -1,21 +1,13 @@
 #include "moebench/model/attention/mla_attention.h"
 
 #include <cmath>
-#include <cstring>
 
 #include "moebench/model/elementwise.h"
 #include "moebench/ops/attention.h"
+#include "moebench/ops/elementwise.h"
 
 namespace moebench::model {
 namespace {
-
-// dst[r, dst_col + i] = src[r, src_col + i] for i < count, over `rows` rows.
-void copy_columns(float* dst, int64_t dst_width, int64_t dst_col, const float* src,
-                  int64_t src_width, int64_t src_col, int64_t rows, int64_t count) {
-  for (int64_t r = 0; r < rows; ++r)
-    std::memcpy(dst + r * dst_width + dst_col, src + r * src_width + src_col,
-                count * sizeof(float));
-}
 
 config::RopeConfig full_rotation(config::RopeConfig rope) {
   rope.percent = 1.0;  // the decoupled rope channels are rotated entirely
@@ -80,42 +72,33 @@ Tensor MlaAttention::forward(const Tensor& inp, int64_t batch, int64_t seq,
 
   // Queries: rotate the rope channels of each head in place of a copy.
   Tensor q = project_queries(inp, context);  // [N, H*(dn+dr)]
-  Tensor q_pe = Tensor::empty({tokens, heads_, rope_dim_}, DType::F32);
-  copy_columns(q_pe.data<float>(), rope_dim_, 0, q.data<float>(), qk_dim, nope_dim_, rows,
-               rope_dim_);
+  Tensor q_pe = ops::empty_like(q, {tokens, heads_, rope_dim_});
+  ops::copy_columns(q_pe, rope_dim_, 0, q, qk_dim, nope_dim_, rows, rope_dim_);
   q_pe = rotary_.forward(q_pe, batch, seq);
-  copy_columns(q.data<float>(), qk_dim, nope_dim_, q_pe.data<float>(), rope_dim_, 0, rows,
-               rope_dim_);
+  ops::copy_columns(q, qk_dim, nope_dim_, q_pe, rope_dim_, 0, rows, rope_dim_);
   context.q = q.view({tokens, heads_, qk_dim});
 
   // Keys and values from the compressed latent and the shared rope key.
   Tensor kv_down = linear_kv_down_proj_.forward(inp);  // [N, kv_lora + dr]
-  Tensor latent = Tensor::empty({tokens, kv_lora_rank_}, DType::F32);
-  Tensor k_pe = Tensor::empty({tokens, 1, rope_dim_}, DType::F32);
-  copy_columns(latent.data<float>(), kv_lora_rank_, 0, kv_down.data<float>(),
-               kv_lora_rank_ + rope_dim_, 0, tokens, kv_lora_rank_);
-  copy_columns(k_pe.data<float>(), rope_dim_, 0, kv_down.data<float>(), kv_lora_rank_ + rope_dim_,
-               kv_lora_rank_, tokens, rope_dim_);
+  Tensor latent = ops::empty_like(kv_down, {tokens, kv_lora_rank_});
+  Tensor k_pe = ops::empty_like(kv_down, {tokens, 1, rope_dim_});
+  ops::copy_columns(latent, kv_lora_rank_, 0, kv_down, kv_lora_rank_ + rope_dim_, 0, tokens, kv_lora_rank_);
+  ops::copy_columns(k_pe, rope_dim_, 0, kv_down, kv_lora_rank_ + rope_dim_, kv_lora_rank_, tokens, rope_dim_);
   k_pe = rotary_.forward(k_pe, batch, seq);
   context.kv_latent_normed = kv_layernorm_.forward(latent, context.kv_norm);
   Tensor kv = linear_kv_up_proj_.forward(context.kv_latent_normed);  // [N, H*(dn+dv)]
-  context.k = Tensor::empty({tokens, heads_, qk_dim}, DType::F32);
-  context.v = Tensor::empty({tokens, heads_, v_dim_}, DType::F32);
-  copy_columns(context.k.data<float>(), qk_dim, 0, kv.data<float>(), nope_dim_ + v_dim_, 0, rows,
-               nope_dim_);
-  copy_columns(context.v.data<float>(), v_dim_, 0, kv.data<float>(), nope_dim_ + v_dim_,
-               nope_dim_, rows, v_dim_);
-  for (int64_t t = 0; t < tokens; ++t)
-    for (int64_t h = 0; h < heads_; ++h)
-      std::memcpy(context.k.data<float>() + (t * heads_ + h) * qk_dim + nope_dim_,
-                  k_pe.data<float>() + t * rope_dim_, rope_dim_ * sizeof(float));
+  context.k = ops::empty_like(kv, {tokens, heads_, qk_dim});
+  context.v = ops::empty_like(kv, {tokens, heads_, v_dim_});
+  ops::copy_columns(context.k, qk_dim, 0, kv, nope_dim_ + v_dim_, 0, rows, nope_dim_);
+  ops::copy_columns(context.v, v_dim_, 0, kv, nope_dim_ + v_dim_, nope_dim_, rows, v_dim_);
+  for (int64_t h = 0; h < heads_; ++h)
+    ops::copy_columns(context.k, heads_ * qk_dim, h * qk_dim + nope_dim_, k_pe, rope_dim_, 0, tokens, rope_dim_);
 
   const ops::AttentionShape shape{batch, seq, heads_, heads_, qk_dim, v_dim_};
-  context.attn = Tensor::empty({tokens, heads_ * v_dim_}, DType::F32);
-  context.lse = Tensor::empty({batch, heads_, seq}, DType::F32);
-  ops::cpu::causal_attention_forward(context.attn.data<float>(), context.lse.data<float>(),
-                                     context.q.data<float>(), context.k.data<float>(),
-                                     context.v.data<float>(), shape, softmax_scale_);
+  context.attn = ops::empty_like(kv, {tokens, heads_ * v_dim_});
+  context.lse = Tensor::empty({batch, heads_, seq}, ops::statistic_dtype(kv), kv.device());
+  ops::causal_attention_forward(context.attn, context.lse, context.q, context.k, context.v, shape,
+                                softmax_scale_);
   return linear_proj_.forward(context.attn);
 }
 
@@ -123,44 +106,34 @@ Tensor MlaAttention::backward(const Tensor& dout, const Context& context) {
   const int64_t batch = context.batch, seq = context.seq, tokens = batch * seq;
   const int64_t rows = tokens * heads_, qk_dim = nope_dim_ + rope_dim_;
   Tensor dattn = linear_proj_.backward(dout, context.attn);
-  Tensor dq = Tensor::empty({tokens, heads_ * qk_dim}, DType::F32);
-  Tensor dk = Tensor::empty(context.k.shape(), DType::F32);
-  Tensor dv = Tensor::empty(context.v.shape(), DType::F32);
+  Tensor dq = ops::empty_like(dattn, {tokens, heads_ * qk_dim});
+  Tensor dk = ops::empty_like(context.k);
+  Tensor dv = ops::empty_like(context.v);
   const ops::AttentionShape shape{batch, seq, heads_, heads_, qk_dim, v_dim_};
-  ops::cpu::causal_attention_backward(
-      dq.data<float>(), dk.data<float>(), dv.data<float>(), dattn.data<float>(),
-      context.q.data<float>(), context.k.data<float>(), context.v.data<float>(),
-      context.attn.data<float>(), context.lse.data<float>(), shape, softmax_scale_);
+  ops::causal_attention_backward(dq, dk, dv, dattn, context.q, context.k, context.v, context.attn, context.lse,
+                                 shape, softmax_scale_);
 
   // Queries.
-  Tensor dq_pe = Tensor::empty({tokens, heads_, rope_dim_}, DType::F32);
-  copy_columns(dq_pe.data<float>(), rope_dim_, 0, dq.data<float>(), qk_dim, nope_dim_, rows,
-               rope_dim_);
+  Tensor dq_pe = ops::empty_like(dq, {tokens, heads_, rope_dim_});
+  ops::copy_columns(dq_pe, rope_dim_, 0, dq, qk_dim, nope_dim_, rows, rope_dim_);
   dq_pe = rotary_.backward(dq_pe, batch, seq);
-  copy_columns(dq.data<float>(), qk_dim, nope_dim_, dq_pe.data<float>(), rope_dim_, 0, rows,
-               rope_dim_);
+  ops::copy_columns(dq, qk_dim, nope_dim_, dq_pe, rope_dim_, 0, rows, rope_dim_);
   Tensor dinp = project_queries_backward(dq, context);
 
   // Keys and values: the shared rope key sums the gradients of every head.
-  Tensor dkv = Tensor::empty({tokens, heads_ * (nope_dim_ + v_dim_)}, DType::F32);
-  copy_columns(dkv.data<float>(), nope_dim_ + v_dim_, 0, dk.data<float>(), qk_dim, 0, rows,
-               nope_dim_);
-  copy_columns(dkv.data<float>(), nope_dim_ + v_dim_, nope_dim_, dv.data<float>(), v_dim_, 0, rows,
-               v_dim_);
-  Tensor dk_pe = Tensor::zeros({tokens, 1, rope_dim_}, DType::F32);
-  for (int64_t t = 0; t < tokens; ++t)
-    for (int64_t h = 0; h < heads_; ++h)
-      for (int64_t i = 0; i < rope_dim_; ++i)
-        dk_pe.data<float>()[t * rope_dim_ + i] +=
-            dk.data<float>()[(t * heads_ + h) * qk_dim + nope_dim_ + i];
+  Tensor dkv = ops::empty_like(dk, {tokens, heads_ * (nope_dim_ + v_dim_)});
+  ops::copy_columns(dkv, nope_dim_ + v_dim_, 0, dk, qk_dim, 0, rows, nope_dim_);
+  ops::copy_columns(dkv, nope_dim_ + v_dim_, nope_dim_, dv, v_dim_, 0, rows, v_dim_);
+  Tensor dk_pe = ops::empty_like(dk, {tokens, 1, rope_dim_});
+  ops::zero_(dk_pe);
+  for (int64_t h = 0; h < heads_; ++h)
+    ops::add_columns(dk_pe, rope_dim_, 0, dk, heads_ * qk_dim, h * qk_dim + nope_dim_, tokens, rope_dim_);
   dk_pe = rotary_.backward(dk_pe, batch, seq);
   Tensor dlatent_normed = linear_kv_up_proj_.backward(dkv, context.kv_latent_normed);
   Tensor dlatent = kv_layernorm_.backward(dlatent_normed, context.kv_norm);
-  Tensor dkv_down = Tensor::empty({tokens, kv_lora_rank_ + rope_dim_}, DType::F32);
-  copy_columns(dkv_down.data<float>(), kv_lora_rank_ + rope_dim_, 0, dlatent.data<float>(),
-               kv_lora_rank_, 0, tokens, kv_lora_rank_);
-  copy_columns(dkv_down.data<float>(), kv_lora_rank_ + rope_dim_, kv_lora_rank_,
-               dk_pe.data<float>(), rope_dim_, 0, tokens, rope_dim_);
+  Tensor dkv_down = ops::empty_like(dlatent, {tokens, kv_lora_rank_ + rope_dim_});
+  ops::copy_columns(dkv_down, kv_lora_rank_ + rope_dim_, 0, dlatent, kv_lora_rank_, 0, tokens, kv_lora_rank_);
+  ops::copy_columns(dkv_down, kv_lora_rank_ + rope_dim_, kv_lora_rank_, dk_pe, rope_dim_, 0, tokens, rope_dim_);
   add_into(dinp, linear_kv_down_proj_.backward(dkv_down, context.inp));
   return dinp;
 }

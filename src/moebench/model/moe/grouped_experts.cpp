@@ -2,8 +2,11 @@
 
 #include <cmath>
 
+#include "moebench/core/error.h"
 #include "moebench/model/parameter_init.h"
+#include "moebench/ops/elementwise.h"
 #include "moebench/ops/gemm.h"
+#include "moebench/ops/grouped_gemm.h"
 #include "moebench/ops/swiglu.h"
 
 namespace moebench::model {
@@ -12,47 +15,69 @@ namespace {
 using ops::GemmLayout;
 using ops::GemmOutput;
 
+// Rows [row, row + m) of a [rows, width] tensor.
+Tensor rows_of(const Tensor& tensor, int64_t row, int64_t m) { return tensor.slice(0, row, row + m); }
+
 // out[rows, n] = inp[rows, k] @ weights[g]^T for the rows of group g
 // (rows of group g are contiguous, m_per_group[g] of them).
-void m_grouped_gemm_nt_contiguous(float* out, const float* inp,
-                                  const std::vector<Parameter>& weights,
-                                  const std::vector<int64_t>& m_per_group, int64_t n, int64_t k) {
+void m_grouped_gemm_nt_contiguous(Tensor& out, const Tensor& inp, const std::vector<Parameter>& weights,
+                                  const std::vector<int64_t>& m_per_group) {
   int64_t row = 0;
   for (size_t g = 0; g < weights.size(); ++g) {
     const int64_t m = m_per_group[g];
-    if (m > 0)
-      ops::cpu::gemm(out + row * n, inp + row * k, weights[g].value.data<float>(), m, n, k,
-                     GemmLayout::kNT, GemmOutput::kOverwrite);
+    if (m > 0) {
+      Tensor out_g = rows_of(out, row, m);
+      ops::gemm(out_g, rows_of(inp, row, m), weights[g].value, GemmLayout::kNT, GemmOutput::kOverwrite);
+    }
     row += m;
   }
 }
 
 // dinp[rows, k] = dout[rows, n] @ weights[g] per group (the activation gradient).
-void m_grouped_gemm_nn_contiguous(float* dinp, const float* dout,
-                                  const std::vector<Parameter>& weights,
-                                  const std::vector<int64_t>& m_per_group, int64_t n, int64_t k) {
+void m_grouped_gemm_nn_contiguous(Tensor& dinp, const Tensor& dout, const std::vector<Parameter>& weights,
+                                  const std::vector<int64_t>& m_per_group) {
   int64_t row = 0;
   for (size_t g = 0; g < weights.size(); ++g) {
     const int64_t m = m_per_group[g];
-    if (m > 0)
-      ops::cpu::gemm(dinp + row * k, dout + row * n, weights[g].value.data<float>(), m, k, n,
-                     GemmLayout::kNN, GemmOutput::kOverwrite);
+    if (m > 0) {
+      Tensor dinp_g = rows_of(dinp, row, m);
+      ops::gemm(dinp_g, rows_of(dout, row, m), weights[g].value, GemmLayout::kNN, GemmOutput::kOverwrite);
+    }
     row += m;
   }
 }
 
 // weights[g].grad[n, k] += dout[rows_g, n]^T @ inp[rows_g, k]: reduction over each group's rows.
-void k_grouped_gemm_tn_contiguous(std::vector<Parameter>& weights, const float* dout,
-                                  const float* inp, const std::vector<int64_t>& m_per_group,
-                                  int64_t n, int64_t k) {
+void k_grouped_gemm_tn_contiguous(std::vector<Parameter>& weights, const Tensor& dout, const Tensor& inp,
+                                  const std::vector<int64_t>& m_per_group) {
   int64_t row = 0;
   for (size_t g = 0; g < weights.size(); ++g) {
     const int64_t m = m_per_group[g];
     if (m > 0)
-      ops::cpu::gemm(weights[g].grad.data<float>(), dout + row * n, inp + row * k, n, k, m,
-                     GemmLayout::kTN, GemmOutput::kAccumulate);
+      ops::gemm(weights[g].grad, rows_of(dout, row, m), rows_of(inp, row, m), GemmLayout::kTN,
+                GemmOutput::kAccumulate);
     row += m;
   }
+}
+
+// The experts' values (or grads) as one [E, N, K] tensor: they must already
+// sit back to back in one allocation, as ModelPlacement lays them out.
+Tensor stacked(const std::vector<Parameter>& experts, bool grads) {
+  const Tensor& first = grads ? experts.front().grad : experts.front().value;
+  const int64_t per_expert = first.numel();
+  for (size_t e = 0; e < experts.size(); ++e) {
+    const Tensor& t = grads ? experts[e].grad : experts[e].value;
+    if (t.storage() != first.storage() || !t.is_contiguous() ||
+        t.storage_offset() != first.storage_offset() + int64_t(e) * per_expert)
+      throw Error("GroupedExperts: the " + std::string(grads ? "gradients" : "weights") + " of " +
+                  experts[e].name + " do not follow expert " + std::to_string(e == 0 ? 0 : e - 1) +
+                  "'s in one buffer; the GPU path needs them as one [E, N, K] tensor (build the model with a "
+                  "ModelPlacement on the device)");
+  }
+  return Tensor::from_storage(first.storage(), first.dtype(),
+                              {int64_t(experts.size()), first.size(0), first.size(1)},
+                              contiguous_strides({int64_t(experts.size()), first.size(0), first.size(1)}),
+                              first.storage_offset());
 }
 
 }  // namespace
@@ -73,32 +98,36 @@ GroupedExperts::GroupedExperts(const std::string& prefix, const config::ModelCon
 }
 
 Tensor GroupedExperts::forward(const Tensor& inp, const std::vector<int64_t>& tokens_per_expert,
-                               Context& context) const {
+                               const Tensor& group_counts, Context& context) const {
   const int64_t rows = inp.size(0);
   context.tokens_per_expert = tokens_per_expert;
+  context.group_counts = group_counts;
   context.inp = inp;
-  context.fc1 = Tensor::empty({rows, 2 * ffn_}, DType::F32);
-  context.act = Tensor::empty({rows, ffn_}, DType::F32);
-  Tensor out = Tensor::empty({rows, hidden_}, DType::F32);
-  float* fc1 = context.fc1.data<float>();
-  float* act = context.act.data<float>();
+  context.fc1 = ops::empty_like(inp, {rows, 2 * ffn_});
+  context.act = ops::empty_like(inp, {rows, ffn_});
+  Tensor out = ops::empty_like(inp, {rows, hidden_});
+  if (inp.device().is_cuda()) {
+    // One grouped GEMM per projection over the device-side counts.
+    ops::m_grouped_gemm_nt_contiguous(context.fc1, inp, stacked(linear_fc1_, false), group_counts);
+    ops::swiglu_forward(context.act, context.fc1);
+    ops::m_grouped_gemm_nt_contiguous(out, context.act, stacked(linear_fc2_, false), group_counts);
+    return out;
+  }
   if (grouped_gemm) {
-    m_grouped_gemm_nt_contiguous(fc1, inp.data<float>(), linear_fc1_, tokens_per_expert,
-                                 2 * ffn_, hidden_);
-    ops::cpu::swiglu_forward(act, fc1, rows, ffn_);
-    m_grouped_gemm_nt_contiguous(out.data<float>(), act, linear_fc2_, tokens_per_expert, hidden_,
-                                 ffn_);
+    m_grouped_gemm_nt_contiguous(context.fc1, inp, linear_fc1_, tokens_per_expert);
+    ops::swiglu_forward(context.act, context.fc1);
+    m_grouped_gemm_nt_contiguous(out, context.act, linear_fc2_, tokens_per_expert);
     return out;
   }
   int64_t row = 0;
+  const Tensor no_bias;
   for (size_t e = 0; e < linear_fc1_.size(); ++e) {
     const int64_t m = tokens_per_expert[e];
     if (m == 0) continue;
-    ops::cpu::linear_forward(fc1 + row * 2 * ffn_, inp.data<float>() + row * hidden_,
-                             linear_fc1_[e].value.data<float>(), nullptr, m, hidden_, 2 * ffn_);
-    ops::cpu::swiglu_forward(act + row * ffn_, fc1 + row * 2 * ffn_, m, ffn_);
-    ops::cpu::linear_forward(out.data<float>() + row * hidden_, act + row * ffn_,
-                             linear_fc2_[e].value.data<float>(), nullptr, m, ffn_, hidden_);
+    Tensor fc1 = rows_of(context.fc1, row, m), act = rows_of(context.act, row, m), out_e = rows_of(out, row, m);
+    ops::linear_forward(fc1, rows_of(inp, row, m), linear_fc1_[e].value, no_bias);
+    ops::swiglu_forward(act, fc1);
+    ops::linear_forward(out_e, act, linear_fc2_[e].value, no_bias);
     row += m;
   }
   return out;
@@ -107,39 +136,47 @@ Tensor GroupedExperts::forward(const Tensor& inp, const std::vector<int64_t>& to
 Tensor GroupedExperts::backward(const Tensor& dout, const Context& context) {
   const int64_t rows = context.inp.size(0);
   const std::vector<int64_t>& counts = context.tokens_per_expert;
-  Tensor dinp = Tensor::empty({rows, hidden_}, DType::F32);
-  Tensor dact = Tensor::empty({rows, ffn_}, DType::F32);
-  Tensor dfc1 = Tensor::empty({rows, 2 * ffn_}, DType::F32);
-  const float* fc1 = context.fc1.data<float>();
-  const float* act = context.act.data<float>();
-  const float* inp = context.inp.data<float>();
+  Tensor dinp = ops::empty_like(dout, {rows, hidden_});
+  Tensor dact = ops::empty_like(dout, {rows, ffn_});
+  Tensor dfc1 = ops::empty_like(dout, {rows, 2 * ffn_});
+  if (dout.device().is_cuda()) {
+    Tensor fc1_grads = stacked(linear_fc1_, true), fc2_grads = stacked(linear_fc2_, true);
+    ops::m_grouped_gemm_nn_contiguous(dact, dout, stacked(linear_fc2_, false), context.group_counts);
+    ops::k_grouped_gemm_tn_contiguous(fc2_grads, dout, context.act, context.group_counts);
+    ops::swiglu_backward(dfc1, dact, context.fc1);
+    ops::m_grouped_gemm_nn_contiguous(dinp, dfc1, stacked(linear_fc1_, false), context.group_counts);
+    ops::k_grouped_gemm_tn_contiguous(fc1_grads, dfc1, context.inp, context.group_counts);
+    return dinp;
+  }
   if (grouped_gemm) {
-    m_grouped_gemm_nn_contiguous(dact.data<float>(), dout.data<float>(), linear_fc2_, counts,
-                                 hidden_, ffn_);
-    k_grouped_gemm_tn_contiguous(linear_fc2_, dout.data<float>(), act, counts, hidden_, ffn_);
-    ops::cpu::swiglu_backward(dfc1.data<float>(), dact.data<float>(), fc1, rows, ffn_);
-    m_grouped_gemm_nn_contiguous(dinp.data<float>(), dfc1.data<float>(), linear_fc1_, counts,
-                                 2 * ffn_, hidden_);
-    k_grouped_gemm_tn_contiguous(linear_fc1_, dfc1.data<float>(), inp, counts, 2 * ffn_, hidden_);
+    m_grouped_gemm_nn_contiguous(dact, dout, linear_fc2_, counts);
+    k_grouped_gemm_tn_contiguous(linear_fc2_, dout, context.act, counts);
+    ops::swiglu_backward(dfc1, dact, context.fc1);
+    m_grouped_gemm_nn_contiguous(dinp, dfc1, linear_fc1_, counts);
+    k_grouped_gemm_tn_contiguous(linear_fc1_, dfc1, context.inp, counts);
     return dinp;
   }
   int64_t row = 0;
+  Tensor no_bias;
   for (size_t e = 0; e < linear_fc1_.size(); ++e) {
     const int64_t m = counts[e];
     if (m == 0) continue;
-    float* dact_e = dact.data<float>() + row * ffn_;
-    float* dfc1_e = dfc1.data<float>() + row * 2 * ffn_;
-    ops::cpu::linear_backward(dact_e, linear_fc2_[e].grad.data<float>(), nullptr,
-                              dout.data<float>() + row * hidden_, act + row * ffn_,
-                              linear_fc2_[e].value.data<float>(), m, ffn_, hidden_);
-    ops::cpu::swiglu_backward(dfc1_e, dact_e, fc1 + row * 2 * ffn_, m, ffn_);
-    ops::cpu::linear_backward(dinp.data<float>() + row * hidden_,
-                              linear_fc1_[e].grad.data<float>(), nullptr, dfc1_e,
-                              inp + row * hidden_, linear_fc1_[e].value.data<float>(), m, hidden_,
-                              2 * ffn_);
+    Tensor dact_e = rows_of(dact, row, m), dfc1_e = rows_of(dfc1, row, m), dinp_e = rows_of(dinp, row, m);
+    ops::linear_backward(dact_e, linear_fc2_[e].grad, no_bias, rows_of(dout, row, m), rows_of(context.act, row, m),
+                         linear_fc2_[e].value);
+    ops::swiglu_backward(dfc1_e, dact_e, rows_of(context.fc1, row, m));
+    ops::linear_backward(dinp_e, linear_fc1_[e].grad, no_bias, dfc1_e, rows_of(context.inp, row, m),
+                         linear_fc1_[e].value);
     row += m;
   }
   return dinp;
+}
+
+std::vector<std::vector<Parameter*>> GroupedExperts::stacked_parameter_groups() {
+  std::vector<std::vector<Parameter*>> groups(2);
+  for (auto& weight : linear_fc1_) groups[0].push_back(&weight);
+  for (auto& weight : linear_fc2_) groups[1].push_back(&weight);
+  return groups;
 }
 
 void GroupedExperts::collect(std::vector<Parameter*>& parameters) {

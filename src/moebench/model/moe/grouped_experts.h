@@ -24,6 +24,7 @@ class GroupedExperts {
  public:
   struct Context {
     std::vector<int64_t> tokens_per_expert;  // [E]
+    Tensor group_counts;                     // int32 [E] on the device (the GPU path's counts)
     Tensor inp;                              // [rows, h]
     Tensor fc1;                              // [rows, 2*ffn]
     Tensor act;                              // [rows, ffn]
@@ -32,14 +33,24 @@ class GroupedExperts {
   GroupedExperts(const std::string& prefix, const config::ModelConfig& config, uint64_t seed);
 
   // inp [rows, h] with tokens_per_expert[e] rows per expert -> out [rows, h].
-  Tensor forward(const Tensor& inp, const std::vector<int64_t>& tokens_per_expert,
+  // On the CPU the host counts drive the loops; on a GPU group_counts (int32
+  // [E] on the device) drives the grouped GEMMs (ops/grouped_gemm.h) and
+  // tokens_per_expert is unused (the grouped path always runs there).
+  Tensor forward(const Tensor& inp, const std::vector<int64_t>& tokens_per_expert, const Tensor& group_counts,
                  Context& context) const;
+  // The CPU form: host counts only.
+  Tensor forward(const Tensor& inp, const std::vector<int64_t>& tokens_per_expert, Context& context) const {
+    return forward(inp, tokens_per_expert, Tensor(), context);
+  }
   Tensor backward(const Tensor& dout, const Context& context);
 
   // true: grouped GEMMs; false: the per-expert loop. Both give the same numbers.
   bool grouped_gemm = false;
 
   void collect(std::vector<Parameter*>& parameters);
+  // {fc1 of every expert}, {fc2 of every expert}: the parameters a device
+  // placement must lay out back to back as [E, N, K] (the grouped GEMMs' layout).
+  std::vector<std::vector<Parameter*>> stacked_parameter_groups();
 
  private:
   int64_t hidden_, ffn_;

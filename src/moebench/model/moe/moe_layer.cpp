@@ -18,7 +18,8 @@ Tensor MoELayer::forward(const Tensor& inp, int64_t batch, int64_t seq, Context&
   const Routing routing = router.forward(inp, batch, seq, context.router, aux_loss);
   const Tensor permuted = dispatcher_.dispatch(inp, routing, context.dispatch);
   const Tensor expert_out =
-      experts.forward(permuted, context.dispatch.tokens_per_expert, context.experts);
+      experts.forward(permuted, context.dispatch.tokens_per_expert, context.dispatch.group_counts,
+                      context.experts);
   Tensor out = dispatcher_.combine(expert_out, context.dispatch);
   if (shared_experts_) {
     add_into(out, shared_experts_->forward(inp, context.shared));

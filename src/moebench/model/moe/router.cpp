@@ -8,6 +8,7 @@
 #include "moebench/core/rng.h"
 #include "moebench/model/parameter_init.h"
 #include "moebench/ops/activation.h"
+#include "moebench/ops/elementwise.h"
 #include "moebench/ops/gemm.h"
 #include "moebench/ops/permute.h"
 
@@ -64,7 +65,7 @@ TopKRouter::TopKRouter(const std::string& prefix, const config::ModelConfig& con
       seed_(seed) {}
 
 Tensor TopKRouter::compute_logits(const Tensor& inp) {
-  const int64_t n = inp.size(0), experts = weight.value.size(0), hidden = weight.value.size(1);
+  const int64_t n = inp.size(0), experts = weight.value.size(0);
   Tensor logits = Tensor::empty({n, experts}, DType::F32);
   if (moe_.force_load_balancing) {
     // Fresh normal logits per call, so every expert gets tokens in expectation.
@@ -72,8 +73,7 @@ Tensor TopKRouter::compute_logits(const Tensor& inp) {
     const uint64_t offset = forward_calls_ * uint64_t(n * experts);
     for (int64_t i = 0; i < n * experts; ++i) logits.data<float>()[i] = rng.normal(offset + i);
   } else {
-    ops::cpu::linear_forward(logits.data<float>(), inp.data<float>(), weight.value.data<float>(),
-                             nullptr, n, hidden, experts);
+    ops::linear_forward(logits, inp, weight.value, Tensor());
   }
   ++forward_calls_;
   return logits;
@@ -210,6 +210,7 @@ double TopKRouter::auxiliary_losses(const Tensor& logits, Context& context) cons
 
 Routing TopKRouter::forward(const Tensor& inp, int64_t batch, int64_t seq, Context& context,
                             double& aux_loss) {
+  if (inp.device().is_cuda()) return forward_on_device(inp, batch, seq, context);
   const int64_t n = inp.size(0), experts = weight.value.size(0), k = moe_.topk;
   context.batch = batch;
   context.seq = seq;
@@ -233,6 +234,7 @@ Routing TopKRouter::forward(const Tensor& inp, int64_t batch, int64_t seq, Conte
 }
 
 Tensor TopKRouter::backward(const Tensor& dprobs, const Context& context, double loss_scale) {
+  if (context.inp.device().is_cuda()) return backward_on_device(dprobs, context, loss_scale);
   const int64_t n = context.inp.size(0), hidden = weight.value.size(1);
   const int64_t experts = weight.value.size(0), k = moe_.topk;
   Tensor dinp = Tensor::zeros({n, hidden}, DType::F32);
@@ -269,9 +271,84 @@ Tensor TopKRouter::backward(const Tensor& dprobs, const Context& context, double
     for (int64_t i = 0; i < n * experts; ++i)
       dl[i] += float(loss_scale) * context.aux_dlogits.data<float>()[i];
   }
-  ops::cpu::linear_backward(dinp.data<float>(), weight.grad.data<float>(), nullptr, dl,
-                            context.inp.data<float>(), weight.value.data<float>(), n, hidden,
-                            experts);
+  Tensor no_bias;
+  ops::linear_backward(dinp, weight.grad, no_bias, dlogits, context.inp, weight.value);
+  return dinp;
+}
+
+ops::RouterConfig TopKRouter::router_config() const {
+  ops::RouterConfig config;
+  config.num_experts = moe_.num_experts;
+  config.topk = moe_.topk;
+  config.score_function = moe_.score_function == ScoreFunction::Sigmoid ? ops::RouterScoreFunction::kSigmoid
+                                                                        : ops::RouterScoreFunction::kSoftmax;
+  config.pre_softmax = moe_.pre_softmax;
+  config.num_groups = moe_.num_groups;
+  config.group_topk = moe_.group_topk;
+  config.group_score = group_score_;
+  config.scaling_factor = float(moe_.topk_scaling_factor);
+  config.aux_loss_coeff =
+      moe_.load_balancing != LoadBalancing::None && moe_.aux_loss_coeff > 0 ? float(moe_.aux_loss_coeff) : 0.0f;
+  config.z_loss_coeff = moe_.z_loss_coeff > 0 ? float(moe_.z_loss_coeff) : 0.0f;
+  return config;
+}
+
+int64_t TopKRouter::tokens_per_sequence(int64_t batch, int64_t seq) const {
+  return moe_.load_balancing == LoadBalancing::SeqAuxLoss ? seq : batch * seq;
+}
+
+Routing TopKRouter::forward_on_device(const Tensor& inp, int64_t batch, int64_t seq, Context& context) {
+  if (moe_.capacity_factor > 0)
+    throw Error("--moe-expert-capacity-factor (token dropping) is not supported on the GPU yet; drop the flag "
+                "or run with --device cpu");
+  const int64_t n = inp.size(0), experts = weight.value.size(0), k = moe_.topk;
+  const Device device = inp.device();
+  context.batch = batch;
+  context.seq = seq;
+  context.inp = inp;
+  if (moe_.force_load_balancing) {
+    // The CPU's random logits, uploaded (a small copy per layer and microbatch).
+    context.logits = ops::to_device_of(compute_logits(Tensor::empty({n, 0}, DType::F32)), inp);
+  } else {
+    context.logits = Tensor::empty({n, experts}, DType::F32, device);
+    ops::linear_forward(context.logits, inp, weight.value, Tensor());
+    ++forward_calls_;
+  }
+  const ops::RouterConfig config = router_config();
+  const int64_t per_sequence = tokens_per_sequence(batch, seq);
+  context.statistics = ops::zero_router_statistics(config, n / per_sequence, device);
+  Routing routing{Tensor::empty({n, k}, DType::I64, device), Tensor::empty({n, k}, DType::F32, device)};
+  const bool biased = moe_.expert_bias && moe_.score_function == ScoreFunction::Sigmoid;
+  ops::router_forward(routing.routing_map, routing.probs, context.statistics, context.logits,
+                      biased ? ops::to_device_of(expert_bias, inp) : Tensor(), per_sequence, config);
+  context.indices = routing.routing_map;
+  context.aux_loss = Tensor();
+  if (config.aux_loss_coeff > 0 || config.z_loss_coeff > 0) {
+    context.aux_loss = Tensor::empty({1}, DType::F32, device);
+    ops::router_auxiliary_loss(context.aux_loss, context.statistics, n, per_sequence, config);
+  }
+  if (moe_.expert_bias) {
+    // Aux-loss-free balancing counts routed slots on the host (one small copy).
+    const Tensor map = ops::to_cpu(routing.routing_map);
+    for (int64_t i = 0; i < n * k; ++i)
+      if (map.data<int64_t>()[i] >= 0) local_tokens_per_expert.data<float>()[map.data<int64_t>()[i]] += 1;
+  }
+  return routing;
+}
+
+Tensor TopKRouter::backward_on_device(const Tensor& dprobs, const Context& context, double loss_scale) {
+  const int64_t n = context.inp.size(0), experts = weight.value.size(0);
+  Tensor dinp = ops::empty_like(context.inp);
+  if (moe_.force_load_balancing) {  // random logits do not depend on the weight
+    ops::zero_(dinp);
+    return dinp;
+  }
+  Tensor dlogits = Tensor::empty({n, experts}, DType::F32, context.inp.device());
+  ops::router_backward(dlogits, dprobs, context.logits, context.indices, context.statistics.aux_counts,
+                       tokens_per_sequence(context.batch, context.seq), router_config(), float(loss_scale));
+  Tensor no_bias;
+  ops::linear_backward(dinp, weight.grad, no_bias, ops::cast(dlogits, context.inp.dtype()), context.inp,
+                       weight.value);
   return dinp;
 }
 

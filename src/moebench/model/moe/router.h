@@ -30,6 +30,7 @@
 #include "moebench/dist/communicator.h"
 #include "moebench/model/model_conventions.h"
 #include "moebench/model/parameter.h"
+#include "moebench/ops/router.h"
 
 namespace moebench::model {
 
@@ -48,6 +49,11 @@ class TopKRouter {
     Tensor topk_probs;   // [N, k]: weights before scaling and dropping
     Tensor indices;      // int64 [N, k]: selected experts before dropping
     Tensor aux_dlogits;  // [N, E]: d(aux + z loss) / d logits; undefined without them
+    // The GPU path (ops/router.h's fused kernels) keeps instead:
+    Tensor logits;                              // f32 [N, E]
+    ops::RouterStatisticTensors statistics;     // aux-loss statistics on the device
+    Tensor aux_loss;                            // f32 [1] on the device: this layer's aux + z loss,
+                                                // undefined without them; GPTModel reads it
   };
 
   TopKRouter(const std::string& prefix, const config::ModelConfig& config, uint64_t seed,
@@ -72,6 +78,11 @@ class TopKRouter {
 
  private:
   Tensor compute_logits(const Tensor& inp);
+  // The same routing through the fused device kernels (ops::router_*), for a CUDA inp.
+  Routing forward_on_device(const Tensor& inp, int64_t batch, int64_t seq, Context& context);
+  Tensor backward_on_device(const Tensor& dprobs, const Context& context, double loss_scale);
+  ops::RouterConfig router_config() const;
+  int64_t tokens_per_sequence(int64_t batch, int64_t seq) const;
   void select_topk(const Tensor& logits, Context& context) const;
   double auxiliary_losses(const Tensor& logits, Context& context) const;
 

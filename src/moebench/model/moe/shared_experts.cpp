@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "moebench/model/parameter_init.h"
-#include "moebench/ops/activation.h"
+#include "moebench/ops/elementwise.h"
 
 namespace moebench::model {
 
@@ -20,45 +20,20 @@ SharedExperts::SharedExperts(const std::string& prefix, const config::ModelConfi
 Tensor SharedExperts::forward(const Tensor& inp, Context& context) const {
   context.mlp_out = mlp_.forward(inp, context.mlp);
   if (!gate_weight_) return context.mlp_out;
-  const int64_t n = inp.size(0), hidden = inp.size(1);
-  const float* x = inp.data<float>();
-  const float* w = gate_weight_->value.data<float>();
-  context.gate = Tensor::empty({n}, DType::F32);
-  Tensor out = Tensor::empty({n, hidden}, DType::F32);
-  for (int64_t t = 0; t < n; ++t) {
-    float logit = 0;
-    for (int64_t c = 0; c < hidden; ++c) logit += x[t * hidden + c] * w[c];
-    const float gate = ops::cpu::sigmoid(logit);
-    context.gate.data<float>()[t] = gate;
-    for (int64_t c = 0; c < hidden; ++c)
-      out.data<float>()[t * hidden + c] = gate * context.mlp_out.data<float>()[t * hidden + c];
-  }
+  context.gate = Tensor::empty({inp.size(0)}, ops::statistic_dtype(inp), inp.device());
+  Tensor out = ops::empty_like(context.mlp_out);
+  ops::sigmoid_gate_forward(out, context.gate, inp, gate_weight_->value, context.mlp_out);
   return out;
 }
 
 Tensor SharedExperts::backward(const Tensor& dout, const Context& context) {
   if (!gate_weight_) return mlp_.backward(dout, context.mlp);
   const Tensor& inp = context.mlp.inp;
-  const int64_t n = inp.size(0), hidden = inp.size(1);
-  const float* x = inp.data<float>();
-  const float* w = gate_weight_->value.data<float>();
-  float* dw = gate_weight_->grad.data<float>();
-  Tensor dmlp_out = Tensor::empty({n, hidden}, DType::F32);
-  std::vector<float> dlogit(n);
-  for (int64_t t = 0; t < n; ++t) {
-    const float gate = context.gate.data<float>()[t];
-    float dgate = 0;
-    for (int64_t c = 0; c < hidden; ++c) {
-      const float d = dout.data<float>()[t * hidden + c];
-      dmlp_out.data<float>()[t * hidden + c] = gate * d;
-      dgate += d * context.mlp_out.data<float>()[t * hidden + c];
-    }
-    dlogit[t] = dgate * gate * (1 - gate);
-    for (int64_t c = 0; c < hidden; ++c) dw[c] += dlogit[t] * x[t * hidden + c];
-  }
+  Tensor dmlp_out = ops::empty_like(context.mlp_out);
+  Tensor dlogit = Tensor::empty({inp.size(0)}, ops::statistic_dtype(inp), inp.device());
+  ops::sigmoid_gate_backward(dmlp_out, dlogit, gate_weight_->grad, dout, inp, context.mlp_out, context.gate);
   Tensor dinp = mlp_.backward(dmlp_out, context.mlp);
-  for (int64_t t = 0; t < n; ++t)
-    for (int64_t c = 0; c < hidden; ++c) dinp.data<float>()[t * hidden + c] += dlogit[t] * w[c];
+  ops::sigmoid_gate_input_backward(dinp, dlogit, gate_weight_->value);
   return dinp;
 }
 

@@ -1,6 +1,6 @@
 #include "moebench/model/moe/token_dispatcher.h"
 
-#include "moebench/ops/permute.h"
+#include "moebench/ops/elementwise.h"
 
 namespace moebench::model {
 
@@ -10,25 +10,24 @@ Tensor SingleRankTokenDispatcher::dispatch_preprocess(const Tensor& hidden, cons
   handle.hidden = hidden.size(1);
   handle.topk = routing.routing_map.size(1);
   handle.probs = routing.probs;
-  handle.row_id_map = Tensor::empty({handle.tokens * handle.topk}, DType::I64);
-  handle.tokens_per_expert.assign(num_experts_, 0);
-  handle.rows = ops::cpu::sort_slots_by_expert(
-      handle.row_id_map.data<int64_t>(), handle.tokens_per_expert.data(),
-      routing.routing_map.data<int64_t>(), handle.tokens, handle.topk, num_experts_);
-  Tensor permuted = Tensor::empty({handle.rows, handle.hidden}, DType::F32);
-  ops::cpu::permute_forward(permuted.data<float>(), hidden.data<float>(),
-                            handle.row_id_map.data<int64_t>(), handle.rows, handle.tokens,
-                            handle.topk, handle.hidden);
+  handle.map = ops::sort_slots_by_expert(routing.routing_map, num_experts_);
+  handle.rows = handle.map.rows;
+  handle.tokens_per_expert.clear();
+  if (handle.map.tokens_per_expert.device().is_cpu()) {
+    const int64_t* counts = handle.map.tokens_per_expert.data<int64_t>();
+    handle.tokens_per_expert.assign(counts, counts + num_experts_);
+  }
+  handle.group_counts = ops::cast(handle.map.tokens_per_expert, DType::I32);
+  Tensor permuted = ops::empty_like(hidden, {handle.rows, handle.hidden});
+  ops::permute_forward(permuted, hidden, handle.map);
   return permuted;
 }
 
 Tensor SingleRankTokenDispatcher::combine_postprocess(const Tensor& expert_out,
                                                       Handle& handle) const {
   handle.expert_out = expert_out;
-  Tensor out = Tensor::empty({handle.tokens, handle.hidden}, DType::F32);
-  ops::cpu::unpermute_forward(out.data<float>(), expert_out.data<float>(),
-                              handle.probs.data<float>(), handle.row_id_map.data<int64_t>(),
-                              handle.rows, handle.tokens, handle.topk, handle.hidden);
+  Tensor out = ops::empty_like(expert_out, {handle.tokens, handle.hidden});
+  ops::unpermute_forward(out, expert_out, handle.probs, handle.map);
   return out;
 }
 
@@ -43,21 +42,16 @@ Tensor SingleRankTokenDispatcher::combine(const Tensor& expert_out, Handle& hand
 
 Tensor SingleRankTokenDispatcher::combine_backward(const Tensor& dout, const Handle& handle,
                                                    Tensor& dprobs) const {
-  Tensor dexpert_out = Tensor::empty({handle.rows, handle.hidden}, DType::F32);
-  dprobs = Tensor::empty({handle.tokens, handle.topk}, DType::F32);
-  ops::cpu::unpermute_backward(dexpert_out.data<float>(), dprobs.data<float>(), dout.data<float>(),
-                               handle.expert_out.data<float>(), handle.probs.data<float>(),
-                               handle.row_id_map.data<int64_t>(), handle.rows, handle.tokens,
-                               handle.topk, handle.hidden);
+  Tensor dexpert_out = ops::empty_like(dout, {handle.rows, handle.hidden});
+  dprobs = ops::empty_like(handle.probs, {handle.tokens, handle.topk});
+  ops::unpermute_backward(dexpert_out, dprobs, dout, handle.expert_out, handle.probs, handle.map);
   return dexpert_out;
 }
 
 Tensor SingleRankTokenDispatcher::dispatch_backward(const Tensor& dpermuted,
                                                     const Handle& handle) const {
-  Tensor dhidden = Tensor::empty({handle.tokens, handle.hidden}, DType::F32);
-  ops::cpu::permute_backward(dhidden.data<float>(), dpermuted.data<float>(),
-                             handle.row_id_map.data<int64_t>(), handle.rows, handle.tokens,
-                             handle.topk, handle.hidden);
+  Tensor dhidden = ops::empty_like(dpermuted, {handle.tokens, handle.hidden});
+  ops::permute_backward(dhidden, dpermuted, handle.map);
   return dhidden;
 }
 

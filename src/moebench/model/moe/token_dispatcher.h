@@ -14,15 +14,19 @@
 
 #include "moebench/core/tensor.h"
 #include "moebench/model/moe/router.h"
+#include "moebench/ops/permute.h"
 
 namespace moebench::model {
 
 class SingleRankTokenDispatcher {
  public:
   struct Handle {
-    int64_t tokens = 0, topk = 0, hidden = 0, rows = 0;
-    Tensor row_id_map;                       // int64 [rows]: slot token*topk + k of each row
-    std::vector<int64_t> tokens_per_expert;  // [E]: rows of each expert, in order
+    int64_t tokens = 0, topk = 0, hidden = 0;
+    int64_t rows = 0;                        // rows of the permuted buffers (ops::PermuteMap::rows)
+    ops::PermuteMap map;                     // the expert sort of the slots
+    std::vector<int64_t> tokens_per_expert;  // [E]: rows of each expert, in order (CPU only: a
+                                             // GPU run keeps the counts on the device)
+    Tensor group_counts;                     // int32 [E] on the tokens' device: the grouped GEMMs' counts
     Tensor probs;                            // [N, topk] routing weights (0 when dropped)
     Tensor expert_out;                       // [rows, h], saved by combine for its backward
   };

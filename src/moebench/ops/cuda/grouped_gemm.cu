@@ -29,7 +29,8 @@
 //     fastest so concurrent CTAs share a weight panel in L2. K-grouped: every
 //     non-empty group has ceil(N/128) x ceil(K/128) output tiles, each
 //     reducing over that group's rows.
-// Version 2 (to come): Hopper wgmma + TMA, warp-specialised producer.
+// Version 2: grouped_gemm_sm90.cu (Hopper wgmma + TMA, warp-specialised
+// persistent kernel), entries suffixed _sm90.
 // The `_cublaslt_loop` entries are the Megatron-style reference: counts copied
 // to the host once, one cuBLASLt GEMM per group.
 //

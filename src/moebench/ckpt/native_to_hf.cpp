@@ -1,0 +1,129 @@
+#include "moebench/ckpt/native_to_hf.h"
+
+#include <cstdio>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "moebench/ckpt/hf_import.h"
+#include "moebench/ckpt/native_checkpoint.h"
+#include "moebench/ckpt/native_model.h"
+#include "moebench/ckpt/safetensors_tensor.h"
+#include "moebench/ckpt/safetensors_writer.h"
+#include "moebench/core/atomic_file.h"
+#include "moebench/core/error.h"
+
+namespace moebench::ckpt {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Rows [begin, begin + rows) of hub tensor come from rows [our_row, ...) of `ours`.
+struct RowSource {
+  std::string ours;
+  int64_t our_row = 0;
+  int64_t begin = 0;
+  int64_t rows = 0;
+};
+
+struct HubTensor {
+  std::vector<int64_t> shape;
+  DType dtype = DType::F32;
+  std::vector<RowSource> sources;
+};
+
+// Inverts hf_tensor_mappings: each hub tensor with the rows of ours it holds.
+std::map<std::string, HubTensor> plan(const NativeCheckpoint& checkpoint, const config::ModelConfig& config) {
+  std::vector<HfTensorMapping> mappings = hf_tensor_mappings(config);
+  for (HfTensorMapping& buffer : hf_buffer_mappings(config)) mappings.push_back(std::move(buffer));
+  std::map<std::string, HubTensor> hub;
+  for (const HfTensorMapping& mapping : mappings) {
+    if (!checkpoint.contains(mapping.name))
+      throw Error("checkpoint " + checkpoint.directory().string() + " lacks '" + mapping.name +
+                  "', which its model needs; the checkpoint is incomplete");
+    const CheckpointTensor& stored = checkpoint.metadata().tensors.at(mapping.name);
+    // Whole pieces of one parameter are equal in size ([gate; up]).
+    const int64_t whole_rows = stored.shape[0] / int64_t(mapping.pieces.size());
+    int64_t our_row = 0;
+    for (const HfRowRange& piece : mapping.pieces) {
+      const int64_t rows = piece.rows == 0 ? whole_rows : piece.rows;
+      HubTensor& tensor = hub[piece.hub_name];
+      if (tensor.shape.empty()) {
+        tensor.shape = stored.shape;
+        tensor.shape[0] = 0;
+        tensor.dtype = dtype_from_safetensors(stored.dtype);
+      }
+      tensor.shape[0] = std::max(tensor.shape[0], piece.begin + rows);
+      tensor.sources.push_back({mapping.name, our_row, piece.begin, rows});
+      our_row += rows;
+    }
+  }
+  return hub;
+}
+
+std::string shard_name(size_t index, size_t count) {
+  char name[64];
+  std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", index + 1, count);
+  return name;
+}
+
+}  // namespace
+
+void convert_native_to_hf(const NativeToHfOptions& options) {
+  const fs::path& out = options.hub_directory;
+  if (fs::exists(out) && !fs::is_empty(out))
+    throw Error("--save " + out.string() + " exists and is not empty; give a new directory for the Hugging Face checkpoint");
+  const NativeCheckpoint checkpoint(options.checkpoint);
+  const CheckpointMetadata& metadata = checkpoint.metadata();
+  if (metadata.hf_config.empty())
+    throw Error("checkpoint " + checkpoint.directory().string() +
+                " records no Hugging Face config.json (it was not converted from one); convert a checkpoint that "
+                "came from `moebench convert hf-to-native`");
+  const std::map<std::string, HubTensor> hub = plan(checkpoint, checkpoint_model_config(metadata));
+
+  // Shards of at most max_shard_bytes, in name order (transformers' layout).
+  std::vector<std::vector<const std::pair<const std::string, HubTensor>*>> shards(1);
+  int64_t shard_bytes = 0;
+  for (const auto& entry : hub) {
+    const int64_t bytes = TensorSlice::whole(entry.second.shape).numel() * int64_t(size_in_bytes(entry.second.dtype));
+    if (!shards.back().empty() && shard_bytes + bytes > options.max_shard_bytes) {
+      shards.emplace_back();
+      shard_bytes = 0;
+    }
+    shards.back().push_back(&entry);
+    shard_bytes += bytes;
+  }
+
+  const fs::path staging = out.parent_path() / ("." + out.filename().string() + ".staging");
+  fs::remove_all(staging);
+  fs::create_directories(staging);
+  nlohmann::json weight_map = nlohmann::json::object();
+  for (size_t s = 0; s < shards.size(); ++s) {
+    const std::string file = shards.size() == 1 ? "model.safetensors" : shard_name(s, shards.size());
+    std::vector<SafetensorsEntry> entries;
+    for (const auto* entry : shards[s])
+      entries.push_back({entry->first, safetensors_dtype(entry->second.dtype), entry->second.shape});
+    SafetensorsWriter writer(staging / file, std::move(entries), {{"format", "pt"}});
+    for (const auto* entry : shards[s]) {
+      const HubTensor& tensor = entry->second;
+      Tensor values = Tensor::empty(tensor.shape, tensor.dtype);
+      for (const RowSource& source : tensor.sources) {
+        const CheckpointTensor& stored = metadata.tensors.at(source.ours);
+        TensorSlice rows = TensorSlice::whole(stored.shape);
+        rows.offsets[0] = source.our_row;
+        rows.sizes[0] = source.rows;
+        checkpoint.read({source.ours, stored.shape, rows, values.slice(0, source.begin, source.begin + source.rows)});
+      }
+      writer.write(entry->first, {static_cast<const std::byte*>(values.data_ptr()), values.nbytes()});
+      weight_map[entry->first] = file;
+    }
+    writer.commit();
+  }
+  if (shards.size() > 1)
+    write_file_atomically(staging / "model.safetensors.index.json",
+                          nlohmann::json{{"metadata", nlohmann::json::object()}, {"weight_map", weight_map}}.dump(2) + "\n");
+  write_file_atomically(staging / "config.json", metadata.hf_config + "\n");
+  if (fs::exists(out)) fs::remove(out);  // empty, checked above
+  fs::rename(staging, out);
+}
+
+}  // namespace moebench::ckpt

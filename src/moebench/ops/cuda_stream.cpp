@@ -1,0 +1,28 @@
+#include "moebench/ops/cuda_stream.h"
+
+#ifdef MOEBENCH_WITH_CUDA
+#include "moebench/core/cuda_allocator.h"
+
+namespace moebench::ops {
+namespace {
+
+thread_local cudaStream_t current = nullptr;  // the legacy default stream
+
+}  // namespace
+
+struct CurrentStream::AllocationGuard {
+  explicit AllocationGuard(cudaStream_t stream) : guard(stream) {}
+  CudaAllocationStream guard;
+};
+
+cudaStream_t current_stream() { return current; }
+
+CurrentStream::CurrentStream(cudaStream_t stream)
+    : previous_(current), allocation_(std::make_unique<AllocationGuard>(stream)) {
+  current = stream;
+}
+
+CurrentStream::~CurrentStream() { current = previous_; }
+
+}  // namespace moebench::ops
+#endif  // MOEBENCH_WITH_CUDA

@@ -1,0 +1,183 @@
+// Saving and resuming a training run: a run saved at iteration 2 and resumed
+// from that checkpoint logs bit-identical losses, gradient norms and learning
+// rates and ends with bit-identical weights and expert biases, as an
+// uninterrupted run does (CPU, float32). Also the flags that load less
+// (--finetune, --no-load-optim) and the errors of a checkpoint that does not fit.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "moebench/ckpt/checkpoint_directory.h"
+#include "moebench/ckpt/native_checkpoint.h"
+#include "moebench/config/model_config.h"
+#include "moebench/config/parallel_config.h"
+#include "moebench/config/resolve.h"
+#include "moebench/core/error.h"
+#include "moebench/data/mock_dataset.h"
+#include "moebench/dist/parallel_state.h"
+#include "moebench/dist/single_rank_communicator.h"
+#include "moebench/model/gpt_model.h"
+#include "moebench/train/trainer.h"
+
+namespace moebench::train {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int kIterations = 4;
+constexpr int kSaveInterval = 2;
+
+struct Scenario {
+  std::string model;
+  bool distributed_optimizer = false;
+};
+
+struct Outcome {
+  std::vector<IterationRecord> records;
+  std::vector<Tensor> state;  // every parameter and buffer at the end, copied
+};
+
+// The tiny model of the repository, 4 iterations of GBS 4, warmup 1, no evaluation.
+struct TrainingRun {
+  config::ModelConfig model;
+  TrainingSetup setup;
+};
+
+TrainingRun configured_run(const Scenario& scenario) {
+  const config::ResolvedConfig resolved =
+      config::resolve({fs::path(MOEBENCH_SOURCE_DIR) / "configs",
+                       {{"MODEL", scenario.model}, {"CLUSTER", "local"}},
+                       {"--micro-batch-size", "1", "--global-batch-size", "4", "--train-iters",
+                        std::to_string(kIterations), "--lr-warmup-iters", "1", "--eval-iters", "0"}});
+  TrainingRun run;
+  run.setup.parallel = config::parallel_config_from_flags(resolved.flags, 1);
+  run.setup.parallel.distributed_optimizer = scenario.distributed_optimizer;
+  run.setup.train = train_config_from_flags(resolved.flags, run.setup.parallel.global_batch);
+  run.setup.train.save.clear();
+  run.setup.train.load.clear();
+  run.model = config::model_config_from_flags(resolved.flags, 1);
+  run.setup.seq_length = run.model.seq_length;
+  run.setup.model_args = resolved.flags.to_arguments();
+  return run;
+}
+
+// Trains (resuming when setup.train.load is set) and copies the final state.
+Outcome train(const TrainingRun& run) {
+  dist::SingleRankCommunicator world;
+  const dist::ParallelState state(world, {.world_size = 1});
+  const uint64_t seed = uint64_t(run.setup.train.seed);
+  model::GPTModel gpt(run.model, seed);
+  TrainableModelRef<model::GPTModel> trainable(gpt);
+  const data::MockDataset train_data(run.model.seq_length, run.model.vocab_size, seed, data::Split::Train);
+  Outcome outcome;
+  Trainer trainer(trainable, run.setup, state, train_data, train_data,
+                  {[&outcome](const IterationRecord& r) { outcome.records.push_back(r); }, {}});
+  trainer.train();
+  for (const model::Parameter* p : gpt.parameters()) outcome.state.push_back(p->value.clone());
+  for (const model::Buffer& b : gpt.buffers()) outcome.state.push_back(b.value.clone());
+  return outcome;
+}
+
+bool bitwise_equal(const Tensor& a, const Tensor& b) {
+  return a.shape() == b.shape() && std::memcmp(a.data_ptr(), b.data_ptr(), a.nbytes()) == 0;
+}
+
+fs::path fresh_directory(const std::string& name) {
+  const fs::path path = fs::temp_directory_path() / ("moebench_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(path);
+  return path;
+}
+
+std::string error_of(const TrainingRun& run) {
+  try {
+    train(run);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+class ResumeTraining : public ::testing::TestWithParam<Scenario> {};
+
+TEST_P(ResumeTraining, ResumedRunMatchesUninterruptedRunBitForBit) {
+  const fs::path root = fresh_directory("resume_" + GetParam().model);
+  const TrainingRun plain = configured_run(GetParam());
+  const Outcome uninterrupted = train(plain);
+
+  TrainingRun saving = plain;
+  saving.setup.train.save = root;
+  saving.setup.train.save_interval = kSaveInterval;
+  train(saving);
+  EXPECT_EQ(ckpt::read_tracker(root), std::to_string(kIterations));
+  const ckpt::NativeCheckpoint saved(root / "iter_0000002");
+  EXPECT_EQ(saved.metadata().progress.consumed_samples, kSaveInterval * 4);
+  EXPECT_EQ(saved.metadata().optimizer_steps, kSaveInterval);
+  if (GetParam().model == "tiny-deepseek-v3") {
+    EXPECT_TRUE(saved.contains("decoder.layers.1.mlp.router.expert_bias"));
+  }
+
+  TrainingRun resuming = plain;
+  resuming.setup.train.load = root / "iter_0000002";
+  const Outcome resumed = train(resuming);
+  ASSERT_EQ(resumed.records.size(), size_t(kIterations - kSaveInterval));
+  for (size_t i = 0; i < resumed.records.size(); ++i) {
+    const IterationRecord& got = resumed.records[i];
+    const IterationRecord& want = uninterrupted.records[i + kSaveInterval];
+    EXPECT_EQ(got.iteration, want.iteration);
+    EXPECT_EQ(got.consumed_samples, want.consumed_samples);
+    EXPECT_EQ(got.lm_loss, want.lm_loss) << "iteration " << got.iteration;
+    EXPECT_EQ(got.load_balancing_loss, want.load_balancing_loss) << "iteration " << got.iteration;
+    EXPECT_EQ(got.grad_norm, want.grad_norm) << "iteration " << got.iteration;
+    EXPECT_EQ(got.learning_rate, want.learning_rate) << "iteration " << got.iteration;
+  }
+  ASSERT_EQ(resumed.state.size(), uninterrupted.state.size());
+  for (size_t k = 0; k < resumed.state.size(); ++k)
+    EXPECT_TRUE(bitwise_equal(resumed.state[k], uninterrupted.state[k])) << "state tensor " << k;
+  fs::remove_all(root);
+}
+
+INSTANTIATE_TEST_SUITE_P(TinyModels, ResumeTraining,
+                         ::testing::Values(Scenario{"tiny-mixtral", false}, Scenario{"tiny-deepseek-v3", true}),
+                         [](const auto& info) {
+                           std::string name = info.param.model + (info.param.distributed_optimizer ? "_distopt" : "");
+                           for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+                           return name;
+                         });
+
+TEST(ResumeTrainingFlags, FinetuneLoadsWeightsOnlyAndMissingOptimizerStateIsAnError) {
+  const fs::path root = fresh_directory("resume_flags");
+  TrainingRun saving = configured_run({"tiny-mixtral"});
+  saving.setup.train.train_iters = kSaveInterval;
+  saving.setup.train.save = root;
+  saving.setup.train.save_optim = false;
+  train(saving);
+  EXPECT_FALSE(ckpt::NativeCheckpoint(root).contains("optimizer.exp_avg.output_layer.weight"));
+
+  TrainingRun resuming = configured_run({"tiny-mixtral"});
+  resuming.setup.train.load = root;
+  EXPECT_NE(error_of(resuming).find("pass --no-load-optim or --finetune"), std::string::npos);
+
+  resuming.setup.train.load_optim = false;
+  EXPECT_EQ(train(resuming).records.front().iteration, kSaveInterval + 1);
+
+  resuming.setup.train.finetune = true;
+  EXPECT_EQ(train(resuming).records.front().iteration, 1);
+
+  TrainingRun other_seed = configured_run({"tiny-mixtral"});
+  other_seed.setup.train.load = root;
+  other_seed.setup.train.load_optim = false;
+  other_seed.setup.train.seed = 7;
+  EXPECT_NE(error_of(other_seed).find("or pass --no-load-rng"), std::string::npos);
+
+  TrainingRun other_model = configured_run({"tiny-deepseek-v3"});
+  other_model.setup.train.load = root;
+  EXPECT_NE(error_of(other_model).find("has no tensor"), std::string::npos);
+  fs::remove_all(root);
+}
+
+}  // namespace
+}  // namespace moebench::train

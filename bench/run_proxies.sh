@@ -47,7 +47,7 @@ for key in "${selected[@]}"; do
   echo "== $name: MODEL=$model NUM_LAYERS=$layers ${extra_args[*]:-} ($ITERS iterations)"
   env MODEL="$model" NUM_LAYERS="$layers" TP=1 PP=1 EP=1 CP=1 VPP=1 MBS=1 GBS=8 SEQ_LEN=4096 PR=bf16 \
       GPUS_PER_NODE=1 NNODES=1 \
-      "$MOEBENCH" run --mock-data --device cuda --train-iters "$ITERS" --eval-iters 0 --log-interval 1 \
+      "$MOEBENCH" run --mock-data --device cuda --train-samples $((ITERS * 8)) --eval-iters 0 --log-interval 1 --save "" \
       --output-dir "$out" "${extra_args[@]}" >"$out/log.txt" 2>&1
   rc=$?
   tail -n 3 "$out/log.txt"

@@ -207,3 +207,16 @@ TEST(FlagMapEdit, EraseAndSetBool) {
 
 }  // namespace
 }  // namespace moebench::config
+
+namespace moebench::config {
+namespace {
+
+TEST(FlagMapMerge, AnEmptyValueUnsetsTheFlag) {
+  FlagMap base = FlagMap::parse_arguments({"--save", "/ckpt", "--num-layers", "2"});
+  base.merge(FlagMap::parse_arguments({"--save", ""}));
+  EXPECT_FALSE(base.has("--save"));
+  EXPECT_EQ(base.get_int("--num-layers", 0), 2);
+}
+
+}  // namespace
+}  // namespace moebench::config

@@ -1,8 +1,9 @@
 // CUDA flash attention (ops/cuda/flash_attention_{forward,backward}.cu, and the
-// Hopper forward flash_attention_forward_sm90.cu) against the CPU twin run on the
-// same bf16-rounded inputs, plus timing at the proxies' shapes. The sm90 forward
-// runs every forward case whose head dims it supports (128/128, 192/128) and
-// skips the others by name; on a GPU other than Hopper it is skipped. Bounds: relative L2 error of out, dq, dk, dv below 1e-2 (bf16 P and
+// Hopper versions flash_attention_{forward,backward}_sm90.cu) against the CPU twin
+// run on the same bf16-rounded inputs, plus timing at the proxies' shapes. The
+// sm90 forward and backward run every case whose head dims they support
+// (128/128, 192/128) and skip the others by name; on a GPU other than Hopper
+// they are skipped. Bounds: relative L2 error of out, dq, dk, dv below 1e-2 (bf16 P and
 // dS in the tensor-core products), lse within 1e-3 absolute (fp32 throughout).
 #include <gtest/gtest.h>
 
@@ -81,7 +82,7 @@ class AttentionTest : public ::testing::TestWithParam<AttentionCase> {};
 // The two forward versions, same contract (ops/attention.h).
 enum class ForwardVersion { kV1, kSm90 };
 
-// Head dims the Hopper forward implements; the others stay on v1.
+// Head dims the Hopper forward and backward implement; the others stay on v1.
 bool sm90_forward_supports(const AttentionShape& s) {
   return (s.qk_head_dim == 128 && s.v_head_dim == 128) || (s.qk_head_dim == 192 && s.v_head_dim == 128);
 }
@@ -129,10 +130,21 @@ TEST_P(AttentionTest, ForwardSm90MatchesCpu) {
   check_forward(ForwardVersion::kSm90, s, GetParam().softmax_scale);
 }
 
-TEST_P(AttentionTest, BackwardMatchesCpu) {
-  const AttentionShape s = GetParam().shape;
-  const auto scale = GetParam().softmax_scale;
-  std::printf("backward %s\n", describe(s).c_str());
+// The two backward versions, same contract and workspace (ops/attention.h).
+enum class BackwardVersion { kV1, kSm90 };
+
+void run_backward(BackwardVersion version, bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* q,
+                  const bf16* k, const bf16* v, const bf16* out, const float* lse, void* workspace,
+                  const AttentionShape& s, std::optional<double> scale) {
+  if (version == BackwardVersion::kV1) {
+    ops::cuda::causal_attention_backward(dq, dk, dv, dout, q, k, v, out, lse, workspace, s, scale, nullptr);
+  } else {
+    ops::cuda::causal_attention_backward_sm90(dq, dk, dv, dout, q, k, v, out, lse, workspace, s, scale, nullptr);
+  }
+}
+
+void check_backward(BackwardVersion version, const AttentionShape& s, std::optional<double> scale) {
+  std::printf("backward%s %s\n", version == BackwardVersion::kSm90 ? " (sm90)" : "", describe(s).c_str());
   const AttentionInputs in = random_inputs(s, 2000 + s.seq);
 
   // Both sides start from the same forward results: out rounded to bf16 as the
@@ -149,13 +161,26 @@ TEST_P(AttentionTest, BackwardMatchesCpu) {
   DeviceBuffer<float> lse(lse_ref);
   DeviceBuffer<bf16> dq(q_count(s)), dk(k_count(s)), dv(v_count(s));
   DeviceBuffer<unsigned char> workspace(ops::cuda::causal_attention_backward_workspace_bytes(s));
-  ops::cuda::causal_attention_backward(dq.get(), dk.get(), dv.get(), dout.get(), q.get(), k.get(), v.get(), out.get(),
-                                       lse.get(), workspace.get(), s, scale, nullptr);
+  run_backward(version, dq.get(), dk.get(), dv.get(), dout.get(), q.get(), k.get(), v.get(), out.get(), lse.get(),
+               workspace.get(), s, scale);
   MOEBENCH_CUDA_CHECK(cudaGetLastError());
 
   EXPECT_TRUE(l2_close(from_bf16(dq.download()), dq_ref, "dq"));
   EXPECT_TRUE(l2_close(from_bf16(dk.download()), dk_ref, "dk"));
   EXPECT_TRUE(l2_close(from_bf16(dv.download()), dv_ref, "dv"));
+}
+
+TEST_P(AttentionTest, BackwardMatchesCpu) {
+  check_backward(BackwardVersion::kV1, GetParam().shape, GetParam().softmax_scale);
+}
+
+TEST_P(AttentionTest, BackwardSm90MatchesCpu) {
+  const AttentionShape& s = GetParam().shape;
+  if (!sm90_forward_supports(s))
+    GTEST_SKIP() << "causal_attention_backward_sm90 does not implement head dims " << s.qk_head_dim << "/"
+                 << s.v_head_dim << " (v1 only)";
+  if (!device_is_hopper()) GTEST_SKIP() << "causal_attention_backward_sm90 needs a Hopper GPU";
+  check_backward(BackwardVersion::kSm90, s, GetParam().softmax_scale);
 }
 
 std::vector<AttentionCase> correctness_cases() {
@@ -203,6 +228,17 @@ TEST(AttentionShapeCheck, Sm90ForwardRejectsHeadDimsItDoesNotImplement) {
   EXPECT_THROW(ops::cuda::causal_attention_forward_sm90(nullptr, nullptr, nullptr, nullptr, nullptr,
                                                         {1, 16, 2, 2, 64, 64}, std::nullopt, nullptr),
                Error);
+}
+
+TEST(AttentionShapeCheck, Sm90BackwardRejectsHeadDimsItDoesNotImplement) {
+  const AttentionShape s{1, 16, 4, 2, 16, 16};
+  try {
+    ops::cuda::causal_attention_backward_sm90(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+                                              nullptr, nullptr, s, std::nullopt, nullptr);
+    FAIL() << "expected moebench::Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("192/128"), std::string::npos) << e.what();
+  }
 }
 
 // ---- timing ---------------------------------------------------------------
@@ -292,7 +328,8 @@ void time_attention(const char* model, const AttentionShape& s) {
   };
   check_sampled_rows("");
 
-  // The Hopper forward (version 2) on the same inputs, timed and checked the same way.
+  // The Hopper forward and backward (version 2) on the same inputs, timed and
+  // checked the same way (the sm90 backward's gradients also against v1's).
   if (!sm90_forward_supports(s)) {
     std::printf("%-18s %-28s forward sm90: skipped, head dims %lld/%lld are v1 only\n", model, describe(s).c_str(),
                 static_cast<long long>(s.qk_head_dim), static_cast<long long>(s.v_head_dim));
@@ -310,6 +347,27 @@ void time_attention(const char* model, const AttentionShape& s) {
                 model, describe(s).c_str(), sm90_ms, flops / sm90_ms * 1e-9, forward_ms / sm90_ms,
                 sm90_ms + backward_ms);
     check_sampled_rows(", sm90");
+
+    // v1's gradients from the sm90 forward's out and lse, then the sm90
+    // backward's on the same inputs: they must agree (relative L2).
+    backward();
+    const std::vector<float> dq_v1 = from_bf16(dq.download()), dk_v1 = from_bf16(dk.download()),
+                             dv_v1 = from_bf16(dv.download());
+    dq.poison();
+    dk.poison();
+    dv.poison();
+    auto backward_sm90 = [&] {
+      ops::cuda::causal_attention_backward_sm90(dq.get(), dk.get(), dv.get(), dout.get(), q.get(), k.get(), v.get(),
+                                                out.get(), lse.get(), workspace.get(), s, std::nullopt, nullptr);
+    };
+    const double backward_sm90_ms = mean_microseconds(backward_sm90) / 1000;
+    std::printf(
+        "%-18s %-28s backward sm90 %7.3f ms %6.1f TFLOP/s (%.2fx v1) | sm90 forward + sm90 backward %7.3f ms\n",
+        model, describe(s).c_str(), backward_sm90_ms, 2.5 * flops / backward_sm90_ms * 1e-9,
+        backward_ms / backward_sm90_ms, sm90_ms + backward_sm90_ms);
+    EXPECT_TRUE(l2_close(from_bf16(dq.download()), dq_v1, "dq (sm90 vs v1)"));
+    EXPECT_TRUE(l2_close(from_bf16(dk.download()), dk_v1, "dk (sm90 vs v1)"));
+    EXPECT_TRUE(l2_close(from_bf16(dv.download()), dv_v1, "dv (sm90 vs v1)"));
   }
   EXPECT_TRUE(all_finite(from_bf16(dq.download()), "dq"));
   EXPECT_TRUE(all_finite(from_bf16(dk.download()), "dk"));

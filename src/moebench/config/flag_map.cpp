@@ -87,7 +87,14 @@ void FlagMap::erase(std::string_view name) {
 }
 
 void FlagMap::merge(const FlagMap& other) {
-  for (const auto& entry : other.entries_) set(entry.name, entry.values);
+  for (const auto& entry : other.entries_) {
+    // `--save ""` on the command line unsets what a config file set, as an
+    // empty value makes Megatron skip the feature.
+    if (entry.values.size() == 1 && entry.values.front().empty())
+      erase(entry.name);
+    else
+      set(entry.name, entry.values);
+  }
 }
 
 bool FlagMap::has(std::string_view name) const { return find(name) != nullptr; }

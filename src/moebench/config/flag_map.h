@@ -29,7 +29,8 @@ class FlagMap {
   void set(std::string_view name, std::vector<std::string> values);
   void set_bool(std::string_view name, bool present);
   void erase(std::string_view name);
-  // Overlays `other`: its flags replace ours in place or are appended.
+  // Overlays `other`: its flags replace ours in place or are appended; a flag
+  // given one empty value (`--save ""`) removes ours.
   void merge(const FlagMap& other);
 
   bool has(std::string_view name) const;

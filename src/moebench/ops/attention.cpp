@@ -1,7 +1,10 @@
 #include "moebench/ops/attention.h"
 
+#include <cstdlib>
 #include <initializer_list>
+#include <string>
 
+#include "moebench/core/error.h"
 #include "moebench/ops/tensor_checks.h"
 
 #ifdef MOEBENCH_WITH_CUDA
@@ -29,6 +32,24 @@ void check_attention(const char* op, const Tensor& q, const Tensor& k, const Ten
   require_numel(op, "lse", lse, s.batch * s.q_heads * s.seq);
 }
 
+#ifdef MOEBENCH_WITH_CUDA
+// The Hopper kernels (sm_90a) run head dims 128/128 and 192/128 on Hopper;
+// everything else takes v1. MOEBENCH_ATTENTION=v1 forces v1, and
+// MOEBENCH_ATTENTION=sm90-forward uses the Hopper kernel for the forward only.
+bool use_hopper_attention(const AttentionShape& shape, const char* pass) {
+  static const std::string choice = [] {
+    const char* value = std::getenv("MOEBENCH_ATTENTION");
+    const std::string text = value ? value : "sm90";
+    if (text != "sm90" && text != "sm90-forward" && text != "v1")
+      throw Error("MOEBENCH_ATTENTION='" + text + "' is not an attention kernel; use sm90, sm90-forward or v1");
+    return text;
+  }();
+  const bool dims = (shape.qk_head_dim == 128 || shape.qk_head_dim == 192) && shape.v_head_dim == 128;
+  if (!dims || !current_device_is_hopper() || choice == "v1") return false;
+  return choice == "sm90" || std::string(pass) == "forward";
+}
+#endif
+
 }  // namespace
 
 void causal_attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
@@ -38,6 +59,9 @@ void causal_attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const T
   if (is_cuda(op, q)) {
 #ifdef MOEBENCH_WITH_CUDA
     require_dtype(op, "lse", lse, {DType::F32});
+    if (use_hopper_attention(shape, "forward"))
+      return cuda::causal_attention_forward_sm90(bf16_ptr(out), lse.data<float>(), bf16_ptr(q), bf16_ptr(k),
+                                                 bf16_ptr(v), shape, softmax_scale, current_stream());
     return cuda::causal_attention_forward(bf16_ptr(out), lse.data<float>(), bf16_ptr(q), bf16_ptr(k), bf16_ptr(v),
                                           shape, softmax_scale, current_stream());
 #endif
@@ -61,6 +85,11 @@ void causal_attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor&
     require_dtype(op, "lse", lse, {DType::F32});
     const int64_t bytes = int64_t(cuda::causal_attention_backward_workspace_bytes(shape));
     Tensor workspace = Tensor::empty({(bytes + 7) / 8}, DType::I64, q.device());
+    if (use_hopper_attention(shape, "backward"))
+      return cuda::causal_attention_backward_sm90(bf16_ptr(dq), bf16_ptr(dk), bf16_ptr(dv), bf16_ptr(dout),
+                                                  bf16_ptr(q), bf16_ptr(k), bf16_ptr(v), bf16_ptr(out),
+                                                  lse.data<float>(), workspace.data_ptr(), shape, softmax_scale,
+                                                  current_stream());
     return cuda::causal_attention_backward(bf16_ptr(dq), bf16_ptr(dk), bf16_ptr(dv), bf16_ptr(dout), bf16_ptr(q),
                                            bf16_ptr(k), bf16_ptr(v), bf16_ptr(out), lse.data<float>(),
                                            workspace.data_ptr(), shape, softmax_scale, current_stream());

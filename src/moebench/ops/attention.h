@@ -87,6 +87,17 @@ void causal_attention_backward(__nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat
                                const AttentionShape& shape, std::optional<double> softmax_scale,
                                cudaStream_t stream);
 
+// Version 2 of the backward for Hopper (sm_90a: TMA, wgmma, warp-specialised,
+// FlashAttention-3's key-tile-parallel structure; flash_attention_backward_sm90.cu).
+// Same contract and workspace as causal_attention_backward, for head dims
+// 128/128 and 192/128 only (others throw: use causal_attention_backward);
+// throws on a GPU other than Hopper.
+void causal_attention_backward_sm90(__nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16* dv,
+                                    const __nv_bfloat16* dout, const __nv_bfloat16* q, const __nv_bfloat16* k,
+                                    const __nv_bfloat16* v, const __nv_bfloat16* out, const float* lse,
+                                    void* workspace, const AttentionShape& shape,
+                                    std::optional<double> softmax_scale, cudaStream_t stream);
+
 }  // namespace moebench::ops::cuda
 #endif  // MOEBENCH_WITH_CUDA
 

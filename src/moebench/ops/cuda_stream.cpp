@@ -17,6 +17,15 @@ struct CurrentStream::AllocationGuard {
 
 cudaStream_t current_stream() { return current; }
 
+bool current_device_is_hopper() {
+  static const bool hopper = [] {
+    int device = 0, major = 0;
+    return cudaGetDevice(&device) == cudaSuccess &&
+           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess && major == 9;
+  }();
+  return hopper;
+}
+
 CurrentStream::CurrentStream(cudaStream_t stream)
     : previous_(current), allocation_(std::make_unique<AllocationGuard>(stream)) {
   current = stream;

@@ -12,6 +12,10 @@ namespace moebench::ops {
 
 cudaStream_t current_stream();
 
+// Whether the current device is a Hopper GPU (compute capability 9.x), where
+// the sm_90a kernels (wgmma, TMA) run; read once per process.
+bool current_device_is_hopper();
+
 // Sets this thread's current stream until it goes out of scope (guards nest).
 class CurrentStream {
  public:

@@ -47,10 +47,14 @@ GroupedDims grouped_dims(const char* op, const Tensor& tokens_a, const char* a_n
 GroupedGemmBackend grouped_gemm_backend() {
   static const GroupedGemmBackend backend = [] {
     const char* value = std::getenv("MOEBENCH_GROUPED_GEMM");
-    if (value == nullptr || std::string(value).empty() || std::string(value) == "cublaslt")
-      return GroupedGemmBackend::kCublasLtLoop;
-    if (std::string(value) == "kernel") return GroupedGemmBackend::kKernel;
-    throw Error("MOEBENCH_GROUPED_GEMM='" + std::string(value) + "' is not a grouped GEMM; use kernel or cublaslt");
+    const std::string choice = value ? value : "";
+#ifdef MOEBENCH_WITH_CUDA
+    if (choice.empty()) return current_device_is_hopper() ? GroupedGemmBackend::kSm90 : GroupedGemmBackend::kCublasLtLoop;
+#endif
+    if (choice.empty() || choice == "cublaslt") return GroupedGemmBackend::kCublasLtLoop;
+    if (choice == "sm90") return GroupedGemmBackend::kSm90;
+    if (choice == "kernel") return GroupedGemmBackend::kKernel;
+    throw Error("MOEBENCH_GROUPED_GEMM='" + choice + "' is not a grouped GEMM; use sm90, cublaslt or kernel");
   }();
   return backend;
 }
@@ -62,6 +66,10 @@ void m_grouped_gemm_nt_contiguous(Tensor& out, const Tensor& a, const Tensor& w,
   if (w.dtype() != a.dtype()) unsupported(op, "w", w, "of a's dtype");
   if (is_cuda(op, a)) {
 #ifdef MOEBENCH_WITH_CUDA
+    if (grouped_gemm_backend() == GroupedGemmBackend::kSm90)
+      return cuda::m_grouped_bf16_gemm_nt_contiguous_sm90(bf16_ptr(out), bf16_ptr(a), bf16_ptr(w),
+                                                          group_counts.data<int32_t>(), d.groups, d.capacity, d.n,
+                                                          d.k, current_stream());
     if (grouped_gemm_backend() == GroupedGemmBackend::kKernel)
       return cuda::m_grouped_bf16_gemm_nt_contiguous(bf16_ptr(out), bf16_ptr(a), bf16_ptr(w),
                                                      group_counts.data<int32_t>(), d.groups, d.capacity, d.n, d.k,
@@ -85,6 +93,10 @@ void m_grouped_gemm_nn_contiguous(Tensor& da, const Tensor& dout, const Tensor& 
   if (w.dtype() != dout.dtype()) unsupported(op, "w", w, "of dout's dtype");
   if (is_cuda(op, dout)) {
 #ifdef MOEBENCH_WITH_CUDA
+    if (grouped_gemm_backend() == GroupedGemmBackend::kSm90)
+      return cuda::m_grouped_bf16_gemm_nn_contiguous_sm90(bf16_ptr(da), bf16_ptr(dout), bf16_ptr(w),
+                                                          group_counts.data<int32_t>(), d.groups, d.capacity, d.n,
+                                                          d.k, current_stream());
     if (grouped_gemm_backend() == GroupedGemmBackend::kKernel)
       return cuda::m_grouped_bf16_gemm_nn_contiguous(bf16_ptr(da), bf16_ptr(dout), bf16_ptr(w),
                                                      group_counts.data<int32_t>(), d.groups, d.capacity, d.n, d.k,
@@ -108,6 +120,10 @@ void k_grouped_gemm_tn_contiguous(Tensor& dw, const Tensor& dout, const Tensor& 
   if (is_cuda(op, dout)) {
 #ifdef MOEBENCH_WITH_CUDA
     require_dtype(op, "dw", dw, {DType::F32});
+    if (grouped_gemm_backend() == GroupedGemmBackend::kSm90)
+      return cuda::k_grouped_bf16_gemm_tn_contiguous_sm90(dw.data<float>(), bf16_ptr(dout), bf16_ptr(a),
+                                                          group_counts.data<int32_t>(), d.groups, d.capacity, d.n,
+                                                          d.k, current_stream());
     if (grouped_gemm_backend() == GroupedGemmBackend::kKernel)
       return cuda::k_grouped_bf16_gemm_tn_contiguous(dw.data<float>(), bf16_ptr(dout), bf16_ptr(a),
                                                      group_counts.data<int32_t>(), d.groups, d.capacity, d.n, d.k,

@@ -119,10 +119,11 @@ namespace moebench::ops {
 // w and dw are [G, N, K]; group_counts is i32 [G] on the tensors' device.
 // On CUDA the GEMMs run as grouped_gemm_backend() says.
 enum class GroupedGemmBackend {
-  kCublasLtLoop,  // one cuBLASLt GEMM per group (counts read once per call): the default
-  kKernel,        // the own grouped kernel
+  kSm90,          // the Hopper kernel (wgmma, TMA): the default on Hopper, fastest measured (docs/benchmarks.md)
+  kCublasLtLoop,  // one cuBLASLt GEMM per group (counts read once per call): the default elsewhere
+  kKernel,        // the own mma.sync kernel (v1)
 };
-// MOEBENCH_GROUPED_GEMM=kernel|cublaslt (read once; anything else throws).
+// MOEBENCH_GROUPED_GEMM=sm90|cublaslt|kernel (read once; anything else throws).
 GroupedGemmBackend grouped_gemm_backend();
 
 void m_grouped_gemm_nt_contiguous(Tensor& out, const Tensor& a, const Tensor& w, const Tensor& group_counts);

@@ -1,13 +1,32 @@
 #include "moebench/core/rng.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "moebench/core/error.h"
 
 namespace moebench {
 namespace {
+
+// Runs body(begin, end) over [0, count) split across the hardware threads,
+// inline when the range is small.
+template <typename Body>
+void parallel_for(int64_t count, Body&& body) {
+  constexpr int64_t kMinimumPerThread = int64_t{1} << 18;
+  const int64_t threads =
+      std::clamp<int64_t>(count / kMinimumPerThread, 1, std::max(1u, std::thread::hardware_concurrency()));
+  if (threads == 1) return body(int64_t{0}, count);
+  std::vector<std::thread> workers;
+  const int64_t chunk = (count + threads - 1) / threads;
+  for (int64_t begin = 0; begin < count; begin += chunk)
+    workers.emplace_back([&body, begin, end = std::min(count, begin + chunk)] { body(begin, end); });
+  for (auto& worker : workers) worker.join();
+}
+
 
 // Philox-4x32 constants from Salmon et al. 2011: the round multipliers and the
 // Weyl-sequence key increments (golden ratio and sqrt(3) - 1, as 32-bit fractions).
@@ -56,10 +75,19 @@ void fill_from_global_index(Tensor& tensor, const ShardPlacement& placement, con
 
   Tensor values = Tensor::empty(shape, DType::F32);
   float* out = values.data<float>();
-  for_each_offset_pair(shape, global_strides, shard_start, values.strides(), 0,
-                       [&](int64_t global_index, int64_t local_index) {
-                         out[local_index] = value_of(uint64_t(global_index));
-                       });
+  if (placement.global_shape == shape) {
+    // The whole tensor: element i is global index i. Each value depends only on
+    // its index, so threads over disjoint ranges give the same bits as one
+    // (initialising billions of parameters one by one takes minutes).
+    parallel_for(values.numel(), [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) out[i] = value_of(uint64_t(i));
+    });
+  } else {
+    for_each_offset_pair(shape, global_strides, shard_start, values.strides(), 0,
+                         [&](int64_t global_index, int64_t local_index) {
+                           out[local_index] = value_of(uint64_t(global_index));
+                         });
+  }
   tensor.copy_from(values);
 }
 

@@ -72,14 +72,13 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <mutex>
 #include <string>
-#include <vector>
 
 #include "moebench/core/cuda_check.h"
 #include "moebench/ops/attention.h"
 #include "moebench/ops/cuda/bf16_pack.cuh"
 #include "moebench/ops/cuda/flash_attention_common.cuh"
+#include "moebench/ops/cuda/sm90_host.cuh"
 #include "moebench/ops/cuda/sm90_primitives.cuh"
 
 namespace moebench::ops::cuda {
@@ -622,19 +621,6 @@ void launch_convert(bf16* out, const float* in, std::int64_t count, float scale,
 
 // ---- host side ----
 
-PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
-  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
-    void* function = nullptr;
-    cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
-    MOEBENCH_CUDA_CHECK(
-        cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &function, 12000, cudaEnableDefault, &found));
-    if (found != cudaDriverEntryPointSuccess || function == nullptr)
-      throw Error("cuda::causal_attention_backward_sm90: the driver offers no cuTensorMapEncodeTiled");
-    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(function);
-  }();
-  return encode;
-}
-
 // One head-strided [B, S, H, D] tensor as a 4-D map (D innermost, then H, S,
 // B), box `box_columns` (128 bytes) x 1 head x `box_rows` x 1, 128-byte
 // swizzle. Rows past S load as zeros and are skipped by reduce-adds.
@@ -694,20 +680,7 @@ void launch_sm90_backward(const Sm90Workspace& w, const bf16* dout, const bf16* 
                           const float* lse, const AttentionShape& shape, float scale, cudaStream_t stream) {
   using Config = Sm90BackwardConfig<kQkDim, kVDim>;
   const auto kernel = flash_attention_backward_sm90_kernel<kQkDim, kVDim>;
-  int device = 0;
-  MOEBENCH_CUDA_CHECK(cudaGetDevice(&device));
-  {
-    // Raise the kernel's dynamic shared-memory limit once per device.
-    static std::mutex mutex;
-    static std::vector<bool> configured;
-    std::lock_guard<std::mutex> lock(mutex);
-    if (configured.size() <= static_cast<size_t>(device)) configured.resize(device + 1, false);
-    if (!configured[device]) {
-      MOEBENCH_CUDA_CHECK(
-          cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Config::kSharedBytes));
-      configured[device] = true;
-    }
-  }
+  allow_dynamic_shared_memory(kernel, Config::kSharedBytes);
   const CUtensorMap map_q = bf16_map(q, shape, shape.q_heads, kQkDim, Config::kQueryRows);
   const CUtensorMap map_k = bf16_map(k, shape, shape.kv_heads, kQkDim, Config::kKeyRows);
   const CUtensorMap map_v = bf16_map(v, shape, shape.kv_heads, kVDim, Config::kKeyRows);

@@ -67,13 +67,12 @@
 #include <cudaTypedefs.h>
 
 #include <cstdint>
-#include <mutex>
 #include <string>
-#include <vector>
 
 #include "moebench/core/cuda_check.h"
 #include "moebench/ops/attention.h"
 #include "moebench/ops/cuda/flash_attention_common.cuh"
+#include "moebench/ops/cuda/sm90_host.cuh"
 #include "moebench/ops/cuda/sm90_primitives.cuh"
 
 namespace moebench::ops::cuda {
@@ -438,19 +437,6 @@ __global__ void __launch_bounds__(Sm90ForwardConfig<kQkDim, kVDim>::kThreads, 1)
 
 // ---- host side ----
 
-PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
-  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
-    void* function = nullptr;
-    cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
-    MOEBENCH_CUDA_CHECK(
-        cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &function, 12000, cudaEnableDefault, &found));
-    if (found != cudaDriverEntryPointSuccess || function == nullptr)
-      throw Error("cuda::causal_attention_forward_sm90: the driver offers no cuTensorMapEncodeTiled");
-    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(function);
-  }();
-  return encode;
-}
-
 // One head-strided [B, S, H, D] bf16 tensor as a 4-D map (D innermost, then
 // H, S, B), box 64 (D) x 1 (head) x `box_rows` (S) x 1, 128-byte swizzle:
 // a box is `box_rows` rows of 128 bytes. Rows past S read as zeros and are
@@ -479,20 +465,7 @@ void launch_sm90_forward(bf16* out, float* lse, const bf16* q, const bf16* k, co
                          const AttentionShape& shape, float scale, cudaStream_t stream) {
   using Config = Sm90ForwardConfig<kQkDim, kVDim>;
   const auto kernel = flash_attention_forward_sm90_kernel<kQkDim, kVDim>;
-  int device = 0;
-  MOEBENCH_CUDA_CHECK(cudaGetDevice(&device));
-  {
-    // Raise the kernel's dynamic shared-memory limit once per device.
-    static std::mutex mutex;
-    static std::vector<bool> configured;
-    std::lock_guard<std::mutex> lock(mutex);
-    if (configured.size() <= static_cast<size_t>(device)) configured.resize(device + 1, false);
-    if (!configured[device]) {
-      MOEBENCH_CUDA_CHECK(
-          cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Config::kSharedBytes));
-      configured[device] = true;
-    }
-  }
+  allow_dynamic_shared_memory(kernel, Config::kSharedBytes);
   const CUtensorMap map_q = head_map(q, shape, shape.q_heads, kQkDim, Config::kQueryRows);
   const CUtensorMap map_k = head_map(k, shape, shape.kv_heads, kQkDim, Config::kKeyRows);
   const CUtensorMap map_v = head_map(v, shape, shape.kv_heads, kVDim, Config::kKeyRows);

@@ -62,12 +62,11 @@
 #include <algorithm>
 #include <climits>
 #include <cstdint>
-#include <mutex>
 #include <string>
 #include <type_traits>
-#include <vector>
 
 #include "moebench/core/cuda_check.h"
+#include "moebench/ops/cuda/sm90_host.cuh"
 #include "moebench/ops/cuda/sm90_primitives.cuh"
 #include "moebench/ops/grouped_gemm.h"
 
@@ -495,20 +494,6 @@ __global__ void __launch_bounds__(kThreads, 1)
 
 // ---- host side ----
 
-PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
-  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
-    void* function = nullptr;
-    cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
-    MOEBENCH_CUDA_CHECK(
-        cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &function, 12000, cudaEnableDefault, &found));
-    if (found != cudaDriverEntryPointSuccess || function == nullptr) {
-      throw Error("grouped gemm sm90: the driver offers no cuTensorMapEncodeTiled");
-    }
-    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(function);
-  }();
-  return encode;
-}
-
 // A tensor map of `rank` dims (dims[0] innermost, strides in bytes of dims
 // 1..rank-1), 128-byte swizzle, zeros outside the tensor (loads; stores and
 // reduce-adds skip what lies outside).
@@ -596,18 +581,7 @@ void launch_sm90(const CUtensorMap& map_a, const CUtensorMap& map_b, const CUten
       kAlignmentSlack + Layout::kScheduleOffset + (params.num_groups + 1) * kScheduleBytesPerGroup;
   int device = 0;
   MOEBENCH_CUDA_CHECK(cudaGetDevice(&device));
-  {
-    // Raise the kernel's dynamic shared-memory limit once per device.
-    static std::mutex mutex;
-    static std::vector<bool> configured;
-    std::lock_guard<std::mutex> lock(mutex);
-    if (configured.size() <= static_cast<size_t>(device)) configured.resize(device + 1, false);
-    if (!configured[device]) {
-      MOEBENCH_CUDA_CHECK(
-          cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Layout::kMaxBytes));
-      configured[device] = true;
-    }
-  }
+  allow_dynamic_shared_memory(kernel, Layout::kMaxBytes);
   int multiprocessors = 0;
   MOEBENCH_CUDA_CHECK(cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device));
   const int grid = static_cast<int>(std::min<long long>(multiprocessors, max_tiles));

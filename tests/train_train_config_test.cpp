@@ -42,6 +42,11 @@ TEST(TrainTrainConfig, MegatronDefaults) {
   EXPECT_EQ(t.exit_duration_in_mins, 0.0);
   EXPECT_TRUE(t.check_for_nan);
   EXPECT_FALSE(t.mock_data);
+  EXPECT_FALSE(t.profile);
+  EXPECT_EQ(t.profile_step_start, 10);
+  EXPECT_EQ(t.profile_step_end, 12);
+  EXPECT_EQ(t.profile_ranks, std::vector<int>{0});
+  EXPECT_TRUE(t.profile_trace.empty());
 }
 
 TEST(TrainTrainConfig, ReadsEveryFlag) {
@@ -51,7 +56,8 @@ TEST(TrainTrainConfig, ReadsEveryFlag) {
             "0.1", "--adam-beta1", "0.8", "--adam-beta2", "0.95", "--adam-eps", "1e-6", "--clip-grad", "0.5",
             "--seed", "42", "--log-interval", "2", "--eval-interval", "20", "--eval-iters", "3",
             "--exit-duration-in-mins", "30", "--output-dir", "/tmp/run", "--tensorboard-dir", "/tmp/tb",
-            "--no-check-for-nan-in-loss-and-grad", "--mock-data"});
+            "--no-check-for-nan-in-loss-and-grad", "--mock-data", "--profile", "--profile-step-start", "3",
+            "--profile-step-end", "3", "--profile-ranks", "0", "2", "--profile-trace", "/tmp/trace.json"});
   EXPECT_EQ(t.train_samples, 1000);
   EXPECT_EQ(t.train_iters, 62);  // 1000 / 16, rounded down as Megatron
   EXPECT_EQ(t.min_lr, 1e-5);
@@ -73,6 +79,11 @@ TEST(TrainTrainConfig, ReadsEveryFlag) {
   EXPECT_EQ(t.tensorboard_dir, "/tmp/tb");
   EXPECT_FALSE(t.check_for_nan);
   EXPECT_TRUE(t.mock_data);
+  EXPECT_TRUE(t.profile);
+  EXPECT_EQ(t.profile_step_start, 3);
+  EXPECT_EQ(t.profile_step_end, 3);
+  EXPECT_EQ(t.profile_ranks, (std::vector<int>{0, 2}));
+  EXPECT_EQ(t.profile_trace, "/tmp/trace.json");
 }
 
 TEST(TrainTrainConfig, RejectsMissingAndConflictingFlags) {
@@ -87,6 +98,9 @@ TEST(TrainTrainConfig, RejectsMissingAndConflictingFlags) {
   expect_error({"--train-iters", "5", "--lr", "1", "--min-lr", "2"}, "--min-lr <= --lr");
   expect_error({"--train-samples", "8", "--lr", "1"}, "less than one global batch of 16");
   expect_error({"--train-iters", "5", "--lr", "1", "--optimizer", "sgd"}, "moebench trains with adam");
+  expect_error({"--train-iters", "5", "--lr", "1", "--profile-step-start", "4", "--profile-step-end", "3"},
+               "--profile-step-end must not come before --profile-step-start");
+  expect_error({"--train-iters", "5", "--lr", "1", "--profile-ranks", "one"}, "--profile-ranks takes rank numbers");
 }
 
 }  // namespace

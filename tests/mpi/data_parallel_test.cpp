@@ -1,7 +1,9 @@
-// Data parallelism is exact: the ranks of the test world, each training on
-// its share of every global batch, log the losses and gradient norms and end
-// with the weights of one rank training on the whole global batch, with the
-// plain Adam optimizer and with the distributed optimizer, for zoo models.
+// Data and expert parallelism are exact: the ranks of the test world, each
+// training on its share of every global batch, log the losses and gradient
+// norms and end with the weights of one rank training on the whole global
+// batch, with the plain Adam optimizer and with the distributed optimizer,
+// for zoo models. With EP > 1 (folded into DP) each rank holds its ep rank's
+// experts only, which must equal the one-rank run's experts of those names.
 // Every rank also runs the one-rank reference itself: the models are tiny
 // and it needs no communication.
 #include <gtest/gtest.h>
@@ -32,6 +34,8 @@ constexpr double kTolerance = 1e-5;  // relative, float32
 struct Scenario {
   std::string model;
   bool distributed_optimizer = false;
+  int expert_parallel = 1;   // EP of the parallel run; the reference always has EP 1
+  std::string dispatcher;    // --moe-token-dispatcher-type; empty: the model's own
 };
 
 struct Outcome {
@@ -48,10 +52,12 @@ struct Run {
 // (so 4 ranks still run 2 microbatches each), a warmup shorter than the run,
 // no evaluation, and small gradient buckets so that every buffer is reduced
 // in several collectives.
-Run configured_run(const Scenario& scenario, int world_size) {
+Run configured_run(const Scenario& scenario, int world_size, int expert_parallel) {
+  config::Variables variables = {
+      {"MODEL", scenario.model}, {"CLUSTER", "local"}, {"EP", std::to_string(expert_parallel)}};
+  if (!scenario.dispatcher.empty()) variables["MOE_TOKEN_DISPATCHER"] = scenario.dispatcher;
   config::ResolvedConfig resolved =
-      config::resolve({std::filesystem::path(MOEBENCH_SOURCE_DIR) / "configs",
-                       {{"MODEL", scenario.model}, {"CLUSTER", "local"}},
+      config::resolve({std::filesystem::path(MOEBENCH_SOURCE_DIR) / "configs", variables,
                        {"--micro-batch-size", "1", "--global-batch-size", "8", "--train-iters",
                         std::to_string(kIterations), "--lr-warmup-iters", "1", "--eval-iters", "0",
                         "--ddp-bucket-size", "20000"}});
@@ -67,10 +73,11 @@ Run configured_run(const Scenario& scenario, int world_size) {
 }
 
 Outcome train_on(dist::Communicator& world, const Scenario& scenario) {
-  const Run run = configured_run(scenario, world.size());
-  const dist::ParallelState state(world, {.world_size = world.size()});
+  const int expert_parallel = world.size() == 1 ? 1 : scenario.expert_parallel;
+  const Run run = configured_run(scenario, world.size(), expert_parallel);
+  const dist::ParallelState state(world, {.world_size = world.size(), .expert = expert_parallel});
   const uint64_t seed = uint64_t(run.setup.train.seed);
-  model::GPTModel gpt(run.model, seed);
+  model::GPTModel gpt(run.model, seed, model::ModelConventions{}, model::ModelPlacement::cpu(), state);
   TrainableModelRef<model::GPTModel> trainable(gpt);
   const data::MockDataset train_data(run.model.seq_length, run.model.vocab_size, seed, data::Split::Train);
   const data::MockDataset validation_data(run.model.seq_length, run.model.vocab_size, seed,
@@ -106,6 +113,8 @@ class DataParallelTraining : public ::testing::TestWithParam<Scenario> {};
 
 TEST_P(DataParallelTraining, MatchesOneRankOnTheSameGlobalBatch) {
   dist::Communicator& world = dist::test_world();
+  if (world.size() % GetParam().expert_parallel != 0)
+    GTEST_SKIP() << "EP=" << GetParam().expert_parallel << " needs a multiple of its ranks";
   const Outcome parallel = train_on(world, GetParam());
   dist::SingleRankCommunicator one_rank;
   const Outcome reference = train_on(one_rank, GetParam());
@@ -127,29 +136,50 @@ TEST_P(DataParallelTraining, MatchesOneRankOnTheSameGlobalBatch) {
     EXPECT_LT(relative_difference(got.grad_norm, want.grad_norm), kTolerance)
         << got.grad_norm << " vs " << want.grad_norm;
   }
-  ASSERT_EQ(parallel.weights.size(), reference.weights.size());
-  for (size_t k = 0; k < parallel.weights.size(); ++k) {
-    const model::Parameter& got = parallel.weights[k];
-    ASSERT_EQ(got.name, reference.weights[k].name);
-    const double difference = relative_difference(got.value, reference.weights[k].value);
+  // Each rank's parameters, its local experts included, against the one-rank
+  // parameters of the same names; the ep ranks together hold every expert.
+  int64_t expert_weights = 0, reference_expert_weights = 0;
+  for (const model::Parameter& p : reference.weights) reference_expert_weights += p.is_expert;
+  size_t next = 0;
+  for (const model::Parameter& got : parallel.weights) {
+    while (next < reference.weights.size() && reference.weights[next].name != got.name) ++next;
+    ASSERT_LT(next, reference.weights.size()) << got.name << " is not a one-rank parameter (or out of order)";
+    expert_weights += got.is_expert;
+    const double difference = relative_difference(got.value, reference.weights[next].value);
     worst_weight = std::max(worst_weight, difference);
     EXPECT_LT(difference, kTolerance) << got.name;
   }
+  EXPECT_EQ(expert_weights * GetParam().expert_parallel, reference_expert_weights);
+  EXPECT_EQ(parallel.weights.size() - size_t(expert_weights),
+            reference.weights.size() - size_t(reference_expert_weights));
   if (world.rank() == 0)
-    std::printf("[ info ] %d ranks vs 1: largest relative difference of losses %.2e, grad norms %.2e, weights %.2e\n",
-                world.size(), worst_loss, worst_norm, worst_weight);
+    std::printf("[ info ] %d ranks (EP=%d) vs 1: largest relative difference of losses %.2e, grad norms %.2e, weights %.2e\n",
+                world.size(), GetParam().expert_parallel, worst_loss, worst_norm, worst_weight);
 }
 
 INSTANTIATE_TEST_SUITE_P(ZooModels, DataParallelTraining,
-                         ::testing::Values(Scenario{"tiny-mixtral", false}, Scenario{"tiny-mixtral", true},
-                                           Scenario{"tiny-deepseek-v2", false},
-                                           Scenario{"tiny-deepseek-v2", true},
+                         ::testing::Values(Scenario{"tiny-mixtral", false, 1, ""}, Scenario{"tiny-mixtral", true, 1, ""},
+                                           Scenario{"tiny-deepseek-v2", false, 1, ""},
+                                           Scenario{"tiny-deepseek-v2", true, 1, ""},
                                            // Aux-loss-free routing: expert biases move by the counts of all ranks.
-                                           Scenario{"tiny-deepseek-v3", true}),
+                                           Scenario{"tiny-deepseek-v3", true, 1, ""},
+                                           // Expert parallelism: EP2 (x expert-DP2 on 4 ranks) and EP4,
+                                           // for both EP dispatchers; tiny-deepseek-v2 adds shared
+                                           // experts and a dense first layer.
+                                           Scenario{"tiny-mixtral", true, 2, "alltoall"},
+                                           Scenario{"tiny-mixtral", true, 2, "allgather"},
+                                           Scenario{"tiny-mixtral", true, 4, "alltoall"},
+                                           Scenario{"tiny-mixtral", true, 4, "allgather"},
+                                           Scenario{"tiny-deepseek-v2", true, 2, "alltoall"},
+                                           Scenario{"tiny-deepseek-v2", true, 2, "allgather"},
+                                           Scenario{"tiny-deepseek-v2", true, 4, "alltoall"},
+                                           Scenario{"tiny-deepseek-v2", true, 4, "allgather"}),
                          [](const ::testing::TestParamInfo<Scenario>& info) {
                            std::string name = info.param.model + (info.param.distributed_optimizer
                                                                       ? "_distributed_optimizer"
                                                                       : "_adam");
+                           if (info.param.expert_parallel > 1)
+                             name += "_ep" + std::to_string(info.param.expert_parallel) + "_" + info.param.dispatcher;
                            std::replace(name.begin(), name.end(), '-', '_');
                            return name;
                          });

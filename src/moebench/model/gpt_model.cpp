@@ -10,6 +10,7 @@
 #include "moebench/model/linear.h"
 #include "moebench/model/rmsnorm.h"
 #include "moebench/model/transformer_layer.h"
+#include "moebench/obs/profiler.h"
 #include "moebench/ops/cross_entropy.h"
 #include "moebench/ops/elementwise.h"
 
@@ -38,7 +39,8 @@ struct GPTModel::Impl {
   Linear output_layer;
   std::optional<GPTModelContext> context;
 
-  Impl(const config::ModelConfig& config, uint64_t seed, const ModelConventions& conventions)
+  Impl(const config::ModelConfig& config, uint64_t seed, const ModelConventions& conventions,
+       const dist::ParallelState* parallel_state)
       : config(config),
         conventions(conventions),
         embedding(config.padded_vocab_size, config.hidden_size, float(config.init_method_std),
@@ -48,7 +50,7 @@ struct GPTModel::Impl {
         output_layer("output_layer", config.hidden_size, config.padded_vocab_size,
                      float(config.init_method_std), seed) {
     layers.reserve(config.num_layers);
-    for (int l = 0; l < config.num_layers; ++l) layers.emplace_back(l, config, seed, conventions);
+    for (int l = 0; l < config.num_layers; ++l) layers.emplace_back(l, config, seed, conventions, parallel_state);
   }
 
   std::vector<Parameter*> parameters() {
@@ -126,11 +128,21 @@ GPTModel::GPTModel(const config::ModelConfig& config, uint64_t seed)
 
 GPTModel::GPTModel(const config::ModelConfig& config, uint64_t seed,
                    const ModelConventions& conventions)
-    : impl_(std::make_unique<Impl>(config, seed, conventions)) {}
+    : impl_(std::make_unique<Impl>(config, seed, conventions, nullptr)) {}
 
 GPTModel::GPTModel(const config::ModelConfig& config, uint64_t seed, const ModelConventions& conventions,
                    const ModelPlacement& placement)
-    : impl_(std::make_unique<Impl>(config, seed, conventions)) {
+    : impl_(std::make_unique<Impl>(config, seed, conventions, nullptr)) {
+  impl_->place(placement);
+}
+
+GPTModel::GPTModel(const config::ModelConfig& config, uint64_t seed, const ModelConventions& conventions,
+                   const ModelPlacement& placement, const dist::ParallelState& parallel_state) {
+  const int expert_parallel = parallel_state.group(GroupKind::kExpert).size();
+  if (expert_parallel > 1 && !placement.device.is_cpu())
+    throw Error("expert parallelism (EP=" + std::to_string(expert_parallel) +
+                ") is not supported on the GPU yet; train with --device cpu or EP=1");
+  impl_ = std::make_unique<Impl>(config, seed, conventions, &parallel_state);
   impl_->place(placement);
 }
 
@@ -161,9 +173,11 @@ ForwardOutput GPTModel::forward(const Tensor& input_ids, const Tensor& labels,
 
   ForwardOutput output;
   Tensor hidden = m.embedding.forward(context.input_ids);
-  for (size_t l = 0; l < m.layers.size(); ++l)
+  for (size_t l = 0; l < m.layers.size(); ++l) {
+    const obs::ProfileRange range("layer " + std::to_string(l) + " forward");
     hidden = m.layers[l].forward(hidden, context.batch, context.seq, context.layers[l],
                                  output.aux_loss);
+  }
   context.final_hidden = m.final_layernorm.forward(hidden, context.final_norm);
   context.logits = m.output_layer.forward(context.final_hidden);
   const int64_t tokens = context.batch * context.seq, vocab = m.config.padded_vocab_size;
@@ -200,8 +214,10 @@ void GPTModel::backward(double loss_scale) {
                               m.config.padded_vocab_size);
   Tensor dhidden = m.output_layer.backward(dlogits, context.final_hidden);
   dhidden = m.final_layernorm.backward(dhidden, context.final_norm);
-  for (size_t l = m.layers.size(); l-- > 0;)
+  for (size_t l = m.layers.size(); l-- > 0;) {
+    const obs::ProfileRange range("layer " + std::to_string(l) + " backward");
     dhidden = m.layers[l].backward(dhidden, context.layers[l], loss_scale);
+  }
   m.embedding.backward(dhidden, context.input_ids);
   m.context.reset();
 }

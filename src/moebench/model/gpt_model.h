@@ -9,6 +9,7 @@
 #include "moebench/config/model_config.h"
 #include "moebench/core/tensor.h"
 #include "moebench/dist/communicator.h"
+#include "moebench/dist/parallel_state.h"
 #include "moebench/model/model_conventions.h"
 #include "moebench/model/parameter.h"
 
@@ -47,6 +48,13 @@ class GPTModel {
   // Needs enable_cuda_tensors() (core/cuda_allocator.h) first for CUDA.
   GPTModel(const config::ModelConfig& config, uint64_t seed, const ModelConventions& conventions,
            const ModelPlacement& placement);
+  // The same with expert parallelism: with an ep group of EP > 1 ranks in
+  // `parallel_state` (kept by reference) each MoE layer holds only its ep
+  // rank's E / EP experts, under their global names, and forward and backward
+  // are collective over the ep group (see MoELayer). CPU float32 only: EP > 1
+  // on a CUDA placement throws Error.
+  GPTModel(const config::ModelConfig& config, uint64_t seed, const ModelConventions& conventions,
+           const ModelPlacement& placement, const dist::ParallelState& parallel_state);
   // Moves a model built on the CPU (e.g. after ckpt::load_hf_weights wrote its
   // float32 values) to `placement`, as the constructor above would have placed
   // it; gradients restart at zero. Once only: the model must still be on the CPU.

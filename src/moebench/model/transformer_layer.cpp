@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "moebench/model/elementwise.h"
+#include "moebench/obs/profiler.h"
 
 namespace moebench::model {
 namespace {
@@ -19,7 +20,8 @@ bool is_moe_layer(int layer_number, const config::ModelConfig& config) {
 }  // namespace
 
 TransformerLayer::TransformerLayer(int layer_number, const config::ModelConfig& config,
-                                   uint64_t seed, const ModelConventions& conventions)
+                                   uint64_t seed, const ModelConventions& conventions,
+                                   const dist::ParallelState* parallel_state)
     : input_norm_(layer_prefix(layer_number) + (config.multi_latent_attention
                                                     ? ".input_layernorm.weight"
                                                     : ".self_attention.linear_qkv.layer_norm_weight"),
@@ -35,7 +37,7 @@ TransformerLayer::TransformerLayer(int layer_number, const config::ModelConfig& 
     gqa_.emplace(prefix + ".self_attention", config, seed);
   }
   if (is_moe_layer(layer_number, config)) {
-    moe_.emplace(prefix + ".mlp", config, seed, conventions);
+    moe_.emplace(prefix + ".mlp", config, seed, conventions, parallel_state);
   } else {
     mlp_.emplace(prefix + ".mlp", config.hidden_size, config.ffn_hidden_size,
                  float(config.init_method_std),
@@ -46,23 +48,27 @@ TransformerLayer::TransformerLayer(int layer_number, const config::ModelConfig& 
 Tensor TransformerLayer::forward(const Tensor& x, int64_t batch, int64_t seq, Context& context,
                                  double& aux_loss) {
   const Tensor normed = input_norm_.forward(x, context.input_norm);
-  Tensor hidden = gqa_ ? gqa_->forward(normed, batch, seq, context.gqa)
-                       : mla_->forward(normed, batch, seq, context.mla);
+  Tensor hidden = obs::profiled("attention forward", [&] {
+    return gqa_ ? gqa_->forward(normed, batch, seq, context.gqa) : mla_->forward(normed, batch, seq, context.mla);
+  });
   add_into(hidden, x);
   const Tensor mlp_in = pre_mlp_norm_.forward(hidden, context.pre_mlp_norm);
-  Tensor out = moe_ ? moe_->forward(mlp_in, batch, seq, context.moe, aux_loss)
-                    : mlp_->forward(mlp_in, context.mlp);
+  Tensor out = obs::profiled(moe_ ? "moe forward" : "mlp forward", [&] {
+    return moe_ ? moe_->forward(mlp_in, batch, seq, context.moe, aux_loss) : mlp_->forward(mlp_in, context.mlp);
+  });
   add_into(out, hidden);
   return out;
 }
 
 Tensor TransformerLayer::backward(const Tensor& dout, const Context& context, double loss_scale) {
-  const Tensor dmlp_in = moe_ ? moe_->backward(dout, context.moe, loss_scale)
-                              : mlp_->backward(dout, context.mlp);
+  const Tensor dmlp_in = obs::profiled(moe_ ? "moe backward" : "mlp backward", [&] {
+    return moe_ ? moe_->backward(dout, context.moe, loss_scale) : mlp_->backward(dout, context.mlp);
+  });
   Tensor dhidden = pre_mlp_norm_.backward(dmlp_in, context.pre_mlp_norm);
   add_into(dhidden, dout);
-  const Tensor dnormed =
-      gqa_ ? gqa_->backward(dhidden, context.gqa) : mla_->backward(dhidden, context.mla);
+  const Tensor dnormed = obs::profiled("attention backward", [&] {
+    return gqa_ ? gqa_->backward(dhidden, context.gqa) : mla_->backward(dhidden, context.mla);
+  });
   Tensor dx = input_norm_.backward(dnormed, context.input_norm);
   add_into(dx, dhidden);
   return dx;

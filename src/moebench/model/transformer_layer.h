@@ -33,8 +33,9 @@ class TransformerLayer {
     MoELayer::Context moe;
   };
 
+  // `parallel_state` (may be null: one rank) goes to the MoE layer, see MoELayer.
   TransformerLayer(int layer_number, const config::ModelConfig& config, uint64_t seed,
-                   const ModelConventions& conventions);
+                   const ModelConventions& conventions, const dist::ParallelState* parallel_state = nullptr);
 
   // x [B*S, h] -> [B*S, h]; MoE layers add their aux losses to aux_loss.
   Tensor forward(const Tensor& x, int64_t batch, int64_t seq, Context& context, double& aux_loss);

@@ -54,17 +54,22 @@ dist::Communicator& GradientReduction::dense_group() const { return state_.group
 dist::Communicator& GradientReduction::expert_group() const { return state_.group(GroupKind::kExpertData); }
 
 void GradientReduction::reduce() {
-  reduce(dense_, dense_group());
-  reduce(expert_, expert_group());
+  // Both kinds are averaged over the data-parallel ranks, as Megatron's
+  // gradient_scaling_factor: an expert's gradient already sums the rows of
+  // every rank of its ep group, so its replicas over expt_dp together hold
+  // the sum over all DP ranks.
+  const double average = 1.0 / dense_group().size();
+  reduce(dense_, dense_group(), average);
+  reduce(expert_, expert_group(), average);
 }
 
-void GradientReduction::reduce(const ParamAndGradBuffer& buffer, dist::Communicator& group) const {
-  if (group.size() == 1) return;  // one replica: its gradients are the average
+void GradientReduction::reduce(const ParamAndGradBuffer& buffer, dist::Communicator& group, double factor) const {
+  if (factor == 1.0 && group.size() == 1) return;  // one replica: its gradients are the average
   for (const BufferBucket& bucket : buffer.buckets()) {
     const Tensor grads = buffer.bucket_grads(bucket);
-    // Averaging before the sum, as Megatron's gradient_scaling_factor, keeps
-    // low-precision sums in range.
-    scale(grads, 1.0 / group.size());
+    // Scaling before the sum, as Megatron does, keeps low-precision sums in range.
+    scale(grads, factor);
+    if (group.size() == 1) continue;
     if (sync_ == GradientSync::kAllReduce) {
       group.all_reduce(grads, dist::ReduceOp::kSum);
     } else {

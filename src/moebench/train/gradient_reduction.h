@@ -46,7 +46,8 @@ class GradientReduction {
   dist::Communicator& expert_group() const;
 
  private:
-  void reduce(const ParamAndGradBuffer& buffer, dist::Communicator& group) const;
+  // Scales the buffer's gradients by `factor`, then sums them over `group`.
+  void reduce(const ParamAndGradBuffer& buffer, dist::Communicator& group, double factor) const;
 
   const dist::ParallelState& state_;
   GradientSync sync_;

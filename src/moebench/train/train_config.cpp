@@ -1,5 +1,7 @@
 #include "moebench/train/train_config.h"
 
+#include <charconv>
+
 #include "moebench/core/error.h"
 
 namespace moebench::train {
@@ -62,6 +64,26 @@ void read_schedule(const config::FlagMap& flags, TrainConfig& t) {
   }
 }
 
+void read_profiling(const config::FlagMap& flags, TrainConfig& t) {
+  t.profile = flags.get_bool("--profile");
+  t.profile_step_start = flags.get_int("--profile-step-start", t.profile_step_start);
+  t.profile_step_end = flags.get_int("--profile-step-end", t.profile_step_end);
+  require(t.profile_step_start <= t.profile_step_end,
+          "--profile-step-end must not come before --profile-step-start, got " + std::to_string(t.profile_step_start) +
+              " and " + std::to_string(t.profile_step_end));
+  if (flags.has("--profile-ranks")) {
+    t.profile_ranks.clear();
+    for (const std::string& rank : flags.get_strings("--profile-ranks")) {
+      int value = -1;
+      const auto [end, error] = std::from_chars(rank.data(), rank.data() + rank.size(), value);
+      require(error == std::errc() && end == rank.data() + rank.size() && value >= 0,
+              "--profile-ranks takes rank numbers, got " + rank);
+      t.profile_ranks.push_back(value);
+    }
+  }
+  t.profile_trace = flags.get_string("--profile-trace", "");
+}
+
 }  // namespace
 
 TrainConfig train_config_from_flags(const config::FlagMap& flags, long long global_batch) {
@@ -100,6 +122,7 @@ TrainConfig train_config_from_flags(const config::FlagMap& flags, long long glob
   t.check_for_nan = !flags.get_bool("--no-check-for-nan-in-loss-and-grad");
   require(!(flags.get_bool("--check-for-nan-in-loss-and-grad") && !t.check_for_nan),
           "give only one of --check-for-nan-in-loss-and-grad and --no-check-for-nan-in-loss-and-grad");
+  read_profiling(flags, t);
   t.mock_data = flags.get_bool("--mock-data");
   t.has_data_path = flags.has("--data-path");
   return t;

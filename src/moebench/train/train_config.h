@@ -4,6 +4,7 @@
 // clipping, logging, evaluation, exit conditions and output places.
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "moebench/config/flag_map.h"
 
@@ -61,6 +62,13 @@ struct TrainConfig {
   std::filesystem::path tensorboard_dir;  // empty: <output_dir>/tensorboard
   // true: a NaN/Inf loss or gradient stops the run; false: the iteration is skipped and counted.
   bool check_for_nan = true;
+  // Profiling (obs/profiler.h): iterations profile_step_start..profile_step_end,
+  // both included, on the ranks listed; profile_trace empty: no trace file.
+  bool profile = false;
+  long long profile_step_start = 10;
+  long long profile_step_end = 12;
+  std::vector<int> profile_ranks = {0};
+  std::filesystem::path profile_trace;
   bool mock_data = false;
   bool has_data_path = false;
 };

@@ -1,5 +1,6 @@
 #include "moebench/train/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -33,15 +34,34 @@ int64_t bucket_elements(const TrainingSetup& setup) {
                                          : default_bucket_elements(setup.parallel.data_parallel());
 }
 
+bool on_gpu(TrainableModel& model) {
+  const std::vector<model::Parameter*> parameters = model.parameters();
+  return !parameters.empty() && parameters.front()->value.device().is_cuda();
+}
+
 std::unique_ptr<Optimizer> make_optimizer(TrainableModel& model, const GradientReduction& gradients,
                                           const dist::ParallelState& state, const TrainConfig& t) {
-  const std::vector<model::Parameter*> parameters = model.parameters();
-  const bool on_gpu = !parameters.empty() && parameters.front()->value.device().is_cuda();
   // On a GPU (one data-parallel rank, see GradientReduction) the distributed
   // optimizer's single shard is the whole model: plain Adam is the same update.
-  if (gradients.sync() == GradientSync::kReduceScatter && !on_gpu)
+  if (gradients.sync() == GradientSync::kReduceScatter && !on_gpu(model))
     return std::make_unique<DistributedOptimizer>(gradients, state, adam_options(t));
   return std::make_unique<AdamOptimizer>(model.parameters(), adam_options(t));
+}
+
+// The profiled window of this rank. Several profiled ranks write one trace
+// each: "trace.json" becomes "trace.rank3.json".
+obs::ProfilerOptions profiler_options(const TrainConfig& t, int rank, bool gpu) {
+  obs::ProfilerOptions options;
+  options.enabled = t.profile && std::ranges::find(t.profile_ranks, rank) != t.profile_ranks.end();
+  options.first_iteration = t.profile_step_start;
+  options.last_iteration = t.profile_step_end;
+  options.trace = t.profile_trace;
+  if (!options.trace.empty() && t.profile_ranks.size() > 1)
+    options.trace.replace_filename(options.trace.stem().string() + ".rank" + std::to_string(rank) +
+                                   options.trace.extension().string());
+  options.rank = rank;
+  options.gpu = gpu;
+  return options;
 }
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
@@ -91,6 +111,7 @@ Trainer::Trainer(TrainableModel& model, const TrainingSetup& setup, const dist::
                  bucket_elements(setup)),
       optimizer_(make_optimizer(model, gradients_, parallel_state, setup.train)),
       schedule_(LearningRateSchedule::from_config(setup.train, setup.parallel.global_batch)),
+      profiler_(profiler_options(setup.train, parallel_state.world_rank(), on_gpu(model))),
       data_parallel_rank_(parallel_state.membership(GroupKind::kData).rank_in_group) {
   const auto& p = setup_.parallel;
   if (parallel_state.grid().data_parallel_size() != p.data_parallel())
@@ -126,6 +147,7 @@ int64_t Trainer::microbatch_start(int64_t batch_start, int microbatch) const {
 Trainer::StepResult Trainer::train_step(int64_t iteration) {
   const int microbatches = setup_.parallel.num_microbatches();
   StepResult step;
+  const obs::ProfileRange range("iteration " + std::to_string(iteration));
   model_.zero_grad();
   timers_.start("forward-backward");
   for (int m = 0; m < microbatches; ++m) {
@@ -212,9 +234,11 @@ TrainingSummary Trainer::train() {
   for (int64_t iteration = completed_iterations_ + 1; iteration <= t.train_iters; ++iteration) {
     reset_peak_device_memory();
     const auto iteration_start = std::chrono::steady_clock::now();
+    profiler_.begin_iteration(iteration);
     const StepResult step = train_step(iteration);
     synchronize_device();  // the step's GPU work is done before the clock stops
     const double seconds = seconds_since(iteration_start);
+    profiler_.end_iteration(iteration);
 
     consumed_samples_ += p.global_batch;
     summary.iterations = iteration;
@@ -259,6 +283,7 @@ TrainingSummary Trainer::train() {
       break;
     }
   }
+  profiler_.finish();
   // Megatron evaluates once more at the end of training.
   if (validate && last_evaluated != summary.iterations) {
     const ValidationRecord validation{summary.iterations, evaluate()};

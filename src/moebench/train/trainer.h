@@ -18,6 +18,7 @@
 #include "moebench/data/microbatch.h"
 #include "moebench/dist/parallel_state.h"
 #include "moebench/obs/iteration_log.h"
+#include "moebench/obs/profiler.h"
 #include "moebench/obs/timers.h"
 #include "moebench/train/gradient_reduction.h"
 #include "moebench/train/lr_schedule.h"
@@ -96,6 +97,7 @@ class Trainer {
   std::unique_ptr<Optimizer> optimizer_;  // AdamOptimizer or DistributedOptimizer
   LearningRateSchedule schedule_;
   Timers timers_;
+  obs::Profiler profiler_;
   int64_t completed_iterations_ = 0;  // at a resume, the checkpoint's iteration
   int64_t consumed_samples_ = 0;
   int64_t consumed_validation_samples_ = 0;

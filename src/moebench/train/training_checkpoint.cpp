@@ -15,10 +15,14 @@ void world_barrier(const dist::ParallelState& state) {
   state.group(GroupKind::kPipeline).barrier();
 }
 
-std::vector<ckpt::ShardedTensor> model_pieces(TrainableModel& model) {
+// The model's weights and buffers: the dense ones (router expert biases
+// included) with `dense`, the routed experts this rank holds with `experts`.
+std::vector<ckpt::ShardedTensor> model_pieces(TrainableModel& model, bool dense, bool experts) {
   std::vector<ckpt::ShardedTensor> pieces;
-  for (const model::Parameter* p : model.parameters()) pieces.push_back(ckpt::whole_tensor(p->name, p->value));
-  for (const model::Buffer& b : model.buffers()) pieces.push_back(ckpt::whole_tensor(b.name, b.value));
+  for (const model::Parameter* p : model.parameters())
+    if (p->is_expert ? experts : dense) pieces.push_back(ckpt::whole_tensor(p->name, p->value));
+  if (dense)
+    for (const model::Buffer& b : model.buffers()) pieces.push_back(ckpt::whole_tensor(b.name, b.value));
   return pieces;
 }
 
@@ -40,10 +44,12 @@ void save_training_checkpoint(const fs::path& root, TrainableModel& model, Optim
     fs::create_directories(staging);
   }
   world_barrier(state);
-  // Data-parallel replicas hold the same weights: the first saves them.
+  // Replicas hold the same weights: the first saves them, over dp for dense
+  // weights and over expt_dp for the routed experts (so with EP every ep
+  // rank saves its own experts).
   const bool first_replica = state.membership(GroupKind::kData).rank_in_group == 0;
-  std::vector<ckpt::ShardedTensor> pieces;
-  if (first_replica) pieces = model_pieces(model);
+  const bool first_expert_replica = state.membership(GroupKind::kExpertData).rank_in_group == 0;
+  std::vector<ckpt::ShardedTensor> pieces = model_pieces(model, first_replica, first_expert_replica);
   if (contents.optimizer && (first_replica || optimizer.state_is_sharded()))
     for (ckpt::ShardedTensor& piece : optimizer.state_pieces()) pieces.push_back(std::move(piece));
   ckpt::write_rank_file(staging, state.world_rank(), pieces);
@@ -56,7 +62,7 @@ ckpt::TrainingProgress load_training_checkpoint(const fs::path& path, TrainableM
                                                 const TrainConfig& config) {
   const ckpt::NativeCheckpoint checkpoint(path);
   const ckpt::CheckpointMetadata& saved = checkpoint.metadata();
-  for (const ckpt::ShardedTensor& piece : model_pieces(model)) checkpoint.read(piece);
+  for (const ckpt::ShardedTensor& piece : model_pieces(model, true, true)) checkpoint.read(piece);
   if (config.finetune) return {};
 
   const bool release = !saved.iteration;

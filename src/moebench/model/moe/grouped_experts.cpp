@@ -84,12 +84,20 @@ Tensor stacked(const std::vector<Parameter>& experts, bool grads) {
 
 GroupedExperts::GroupedExperts(const std::string& prefix, const config::ModelConfig& config,
                                uint64_t seed)
+    : GroupedExperts(prefix, config, seed, 0, config.moe.num_experts) {}
+
+GroupedExperts::GroupedExperts(const std::string& prefix, const config::ModelConfig& config, uint64_t seed,
+                               int64_t first_expert, int64_t num_local_experts)
     : grouped_gemm(config.moe.grouped_gemm),
       hidden_(config.hidden_size),
       ffn_(config.moe.ffn_hidden_size) {
+  if (first_expert < 0 || num_local_experts < 1 || first_expert + num_local_experts > config.moe.num_experts)
+    throw Error("GroupedExperts: experts [" + std::to_string(first_expert) + ", " +
+                std::to_string(first_expert + num_local_experts) + ") are not among the model's " +
+                std::to_string(config.moe.num_experts));
   const float std = float(config.init_method_std);
   const float fc2_std = float(config.init_method_std / std::sqrt(2.0 * config.num_layers));
-  for (int e = 0; e < config.moe.num_experts; ++e) {
+  for (int64_t e = first_expert; e < first_expert + num_local_experts; ++e) {
     linear_fc1_.push_back(normal_parameter(prefix + ".linear_fc1.weight" + std::to_string(e),
                                            {2 * ffn_, hidden_}, std, seed, true));
     linear_fc2_.push_back(normal_parameter(prefix + ".linear_fc2.weight" + std::to_string(e),

@@ -10,7 +10,10 @@
 //                (Megatron's SequentialMLP).
 // Both keep TEGroupedMLP's parameter names, so checkpoints are the same.
 //
-// Parameters under `prefix` (decoder.layers.N.mlp.experts), for e < E:
+// Parameters under `prefix` (decoder.layers.N.mlp.experts), for each expert e
+// this rank holds (all E on one rank; with expert parallelism its ep rank's
+// L = E / EP experts from first_expert on, named by their global index as in
+// Megatron's checkpoints, so each starts from the one-rank values):
 //   linear_fc1.weight<e> [2*ffn, h] ([gate | up])    linear_fc2.weight<e> [h, ffn]
 #include <string>
 #include <vector>
@@ -23,16 +26,20 @@ namespace moebench::model {
 class GroupedExperts {
  public:
   struct Context {
-    std::vector<int64_t> tokens_per_expert;  // [E]
-    Tensor group_counts;                     // int32 [E] on the device (the GPU path's counts)
+    std::vector<int64_t> tokens_per_expert;  // [L]
+    Tensor group_counts;                     // int32 [L] on the device (the GPU path's counts)
     Tensor inp;                              // [rows, h]
     Tensor fc1;                              // [rows, 2*ffn]
     Tensor act;                              // [rows, ffn]
   };
 
+  // All num_experts experts.
   GroupedExperts(const std::string& prefix, const config::ModelConfig& config, uint64_t seed);
+  // Experts [first_expert, first_expert + num_local_experts) only.
+  GroupedExperts(const std::string& prefix, const config::ModelConfig& config, uint64_t seed,
+                 int64_t first_expert, int64_t num_local_experts);
 
-  // inp [rows, h] with tokens_per_expert[e] rows per expert -> out [rows, h].
+  // inp [rows, h] with tokens_per_expert[e] rows per local expert -> out [rows, h].
   // On the CPU the host counts drive the loops; on a GPU group_counts (int32
   // [E] on the device) drives the grouped GEMMs (ops/grouped_gemm.h) and
   // tokens_per_expert is unused (the grouped path always runs there).
@@ -54,8 +61,8 @@ class GroupedExperts {
 
  private:
   int64_t hidden_, ffn_;
-  std::vector<Parameter> linear_fc1_;  // E x [2*ffn, h]
-  std::vector<Parameter> linear_fc2_;  // E x [h, ffn]
+  std::vector<Parameter> linear_fc1_;  // L x [2*ffn, h]
+  std::vector<Parameter> linear_fc2_;  // L x [h, ffn]
 };
 
 }  // namespace moebench::model

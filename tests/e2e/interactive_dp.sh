@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Data parallelism through the guide's interactive script: tiny-mixtral on
-# GPUS_PER_NODE=2 (mpirun, 2 ranks, DP=2, distributed optimizer) must log the
-# losses and gradient norms of the same run on 1 rank, and only rank 0 may
-# print and write metrics. The warmup is shortened to fit the 3 iterations.
+# Data and expert parallelism through the guide's interactive script:
+# tiny-mixtral on GPUS_PER_NODE=2 (mpirun, DP=2, distributed optimizer) and on
+# GPUS_PER_NODE=4 with EP=2 from the environment (DP=4, EP=2, expert-DP=2)
+# must log the losses and gradient norms of the same run on 1 rank, and only
+# rank 0 may print and write metrics. The warmup is shortened to fit the 3
+# iterations.
 # Usage: interactive_dp.sh <moebench binary>
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -19,7 +21,12 @@ grep -q "2 ranks (DP=2" "$scratch/log2.txt" || { echo "FAIL: the 2-rank run did 
 lines=$(grep -c "iteration        3/       3" "$scratch/log2.txt")
 [[ $lines -eq 1 ]] || { echo "FAIL: iteration 3 logged $lines times; only rank 0 should print" >&2; exit 1; }
 
-python3 - "$scratch/ranks1/metrics.jsonl" "$scratch/ranks2/metrics.jsonl" <<'PY'
+MODEL=tiny-mixtral GPUS_PER_NODE=4 EP=2 NNODES=1 OUTPUT_PATH=$scratch/ranks4 \
+  bash "$root/scripts/interactive_benchmarking.sh" --train-iters 3 --lr-warmup-iters 1 >"$scratch/log4.txt"
+grep -q "4 ranks (DP=4, EP=2" "$scratch/log4.txt" || { echo "FAIL: the 4-rank run did not train as DP=4 x EP=2" >&2; exit 1; }
+
+for ranks in 2 4; do
+python3 - "$scratch/ranks1/metrics.jsonl" "$scratch/ranks$ranks/metrics.jsonl" <<'PY'
 import json, sys
 def train(path):
     return [r for r in map(json.loads, open(path)) if r.get("type") == "train"]
@@ -30,6 +37,7 @@ for a, b in zip(one, two):
         diff = abs(a[key] - b[key]) / abs(a[key])
         assert diff < 1e-5, f"iteration {a['iteration']} {key}: 1 rank {a[key]}, 2 ranks {b[key]} (relative {diff:.1e})"
 print("lm loss, 1 rank :", [round(r["lm_loss"], 6) for r in one])
-print("lm loss, 2 ranks:", [round(r["lm_loss"], 6) for r in two])
+print("lm loss, N ranks:", [round(r["lm_loss"], 6) for r in two])
 PY
-echo "ok: 2 data-parallel ranks log the losses of 1 rank"
+done
+echo "ok: DP=2 and DP=4 x EP=2 log the losses of 1 rank"

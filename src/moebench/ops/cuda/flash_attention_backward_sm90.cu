@@ -711,12 +711,7 @@ void causal_attention_backward_sm90(bf16* dq, bf16* dk, bf16* dv, const bf16* do
   constexpr const char* kOp = "cuda::causal_attention_backward_sm90";
   const float scale = flash::resolve_softmax_scale(kOp, shape, softmax_scale);
   if (!flash::check_flash_attention_shape(kOp, shape)) return;
-  const bool is_128_128 = shape.qk_head_dim == 128 && shape.v_head_dim == 128;
-  const bool is_192_128 = shape.qk_head_dim == 192 && shape.v_head_dim == 128;
-  if (!is_128_128 && !is_192_128)
-    throw Error(std::string(kOp) + ": head dims qk " + std::to_string(shape.qk_head_dim) + " / v " +
-                std::to_string(shape.v_head_dim) +
-                " are not supported by the Hopper kernel (128/128, 192/128); use cuda::causal_attention_backward");
+  const bool is_128_128 = flash::hopper_head_dims_are_128(kOp, shape, "cuda::causal_attention_backward");
   flash::check_aligned(kOp, "dq", dq);
   flash::check_aligned(kOp, "dk", dk);
   flash::check_aligned(kOp, "dv", dv);
@@ -727,11 +722,7 @@ void causal_attention_backward_sm90(bf16* dq, bf16* dk, bf16* dv, const bf16* do
   flash::check_aligned(kOp, "out", out);
   flash::check_aligned(kOp, "workspace", workspace);
   if (lse == nullptr) throw Error(std::string(kOp) + ": lse is null");
-  int device = 0, major = 0;
-  MOEBENCH_CUDA_CHECK(cudaGetDevice(&device));
-  MOEBENCH_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  if (major != 9)
-    throw Error(std::string(kOp) + ": needs a Hopper GPU (sm_90a); this one is sm_" + std::to_string(major) + "x");
+  require_hopper(kOp);
 
   const Sm90Workspace w = carve_workspace(workspace, shape);
   MOEBENCH_CUDA_CHECK(

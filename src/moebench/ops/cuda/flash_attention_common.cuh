@@ -169,6 +169,17 @@ inline bool check_flash_attention_shape(const char* op, const AttentionShape& sh
   return shape.batch > 0 && shape.seq > 0;
 }
 
+// The Hopper kernels implement head dims (qk, v) = (128, 128) and (192, 128):
+// true for the first, false for the second; other dims throw, naming the v1
+// function `v1_op` that runs them.
+inline bool hopper_head_dims_are_128(const char* op, const AttentionShape& shape, const char* v1_op) {
+  if (shape.v_head_dim == 128 && (shape.qk_head_dim == 128 || shape.qk_head_dim == 192))
+    return shape.qk_head_dim == 128;
+  throw Error(std::string(op) + ": head dims qk " + std::to_string(shape.qk_head_dim) + " / v " +
+              std::to_string(shape.v_head_dim) + " are not supported by the Hopper kernel (128/128, 192/128); use " +
+              v1_op);
+}
+
 inline float resolve_softmax_scale(const char* op, const AttentionShape& shape, std::optional<double> softmax_scale) {
   if (softmax_scale && !(*softmax_scale > 0.0))
     throw Error(std::string(op) + ": softmax_scale " + std::to_string(*softmax_scale) +

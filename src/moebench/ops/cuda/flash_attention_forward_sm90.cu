@@ -491,22 +491,13 @@ void causal_attention_forward_sm90(bf16* out, float* lse, const bf16* q, const b
   constexpr const char* kOp = "cuda::causal_attention_forward_sm90";
   const float scale = flash::resolve_softmax_scale(kOp, shape, softmax_scale);
   if (!flash::check_flash_attention_shape(kOp, shape)) return;
-  const bool is_128_128 = shape.qk_head_dim == 128 && shape.v_head_dim == 128;
-  const bool is_192_128 = shape.qk_head_dim == 192 && shape.v_head_dim == 128;
-  if (!is_128_128 && !is_192_128)
-    throw Error(std::string(kOp) + ": head dims qk " + std::to_string(shape.qk_head_dim) + " / v " +
-                std::to_string(shape.v_head_dim) +
-                " are not supported by the Hopper kernel (128/128, 192/128); use cuda::causal_attention_forward");
+  const bool is_128_128 = flash::hopper_head_dims_are_128(kOp, shape, "cuda::causal_attention_forward");
   flash::check_aligned(kOp, "out", out);
   flash::check_aligned(kOp, "q", q);
   flash::check_aligned(kOp, "k", k);
   flash::check_aligned(kOp, "v", v);
   if (lse == nullptr) throw Error(std::string(kOp) + ": lse is null");
-  int device = 0, major = 0;
-  MOEBENCH_CUDA_CHECK(cudaGetDevice(&device));
-  MOEBENCH_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  if (major != 9)
-    throw Error(std::string(kOp) + ": needs a Hopper GPU (sm_90a); this one is sm_" + std::to_string(major) + "x");
+  require_hopper(kOp);
   if (is_128_128) {
     launch_sm90_forward<128, 128>(out, lse, q, k, v, shape, scale, stream);
   } else {

@@ -45,6 +45,7 @@
 #include <vector>
 
 #include "moebench/core/cuda_check.h"
+#include "moebench/ops/cuda/grouped_gemm_schedule.cuh"
 #include "moebench/ops/grouped_gemm.h"
 
 namespace moebench::ops::cuda {
@@ -204,58 +205,6 @@ __device__ __forceinline__ void mma_stage(float (&acc)[4][4][4], std::uint32_t a
   }
 }
 
-__device__ __forceinline__ long long warp_inclusive_scan(long long value, int lane) {
-#pragma unroll
-  for (int delta = 1; delta < 32; delta *= 2) {
-    const long long up = __shfl_up_sync(0xffffffffu, value, delta);
-    if (lane >= delta) value += up;
-  }
-  return value;
-}
-
-// Output tiles of one group with `rows` rows: M-grouped, ceil(rows/128) x
-// tiles_n; K-grouped, the whole [N, K] gradient when the group has rows.
-template <GroupedKind kKind>
-__device__ __forceinline__ long long tiles_of_group(long long rows, int n, int tiles_n) {
-  if constexpr (kKind == GroupedKind::kKGroupedTN) {
-    return rows > 0 ? static_cast<long long>(ceil_div(n, kBlockM)) * tiles_n : 0;
-  } else {
-    return static_cast<long long>(ceil_div(rows, kBlockM)) * tiles_n;
-  }
-}
-
-// Warp 0 turns the device counts into row_start[G+1] (clamped to m_capacity)
-// and tile_start[G+1] (exclusive prefix sum of each group's tile count). Each
-// lane owns a contiguous run of groups; a warp scan of the lanes' row totals
-// gives each run its first row, a second scan of tile totals its first tile.
-template <GroupedKind kKind>
-__device__ void build_schedule(const GroupedGemmParams& p, int tiles_n, long long* tile_start, int* row_start) {
-  const int lane = threadIdx.x % 32;
-  const int per_lane = ceil_div(p.num_groups, 32);
-  const int first = min(lane * per_lane, p.num_groups), last = min(first + per_lane, p.num_groups);
-  const long long capacity = p.m_capacity;
-
-  long long lane_rows = 0;
-  for (int g = first; g < last; ++g) lane_rows += max(p.group_counts[g], 0);
-  const long long rows_inclusive = warp_inclusive_scan(lane_rows, lane);
-
-  long long lane_tiles = 0;
-  long long end = rows_inclusive - lane_rows;
-  for (int g = first; g < last; ++g) {
-    const long long begin = min(end, capacity);
-    end += max(p.group_counts[g], 0);
-    row_start[g] = static_cast<int>(begin);
-    tile_start[g] = lane_tiles;  // lane-local for now
-    lane_tiles += tiles_of_group<kKind>(min(end, capacity) - begin, p.n, tiles_n);
-  }
-  const long long tiles_inclusive = warp_inclusive_scan(lane_tiles, lane);
-  for (int g = first; g < last; ++g) tile_start[g] += tiles_inclusive - lane_tiles;
-  if (lane == 31) {
-    row_start[p.num_groups] = static_cast<int>(min(rows_inclusive, capacity));
-    tile_start[p.num_groups] = tiles_inclusive;
-  }
-}
-
 // Shared memory: kStages x (A tile, B tile), then tile_start[G+1] (long long)
 // and row_start[G+1] (int). 96 KiB + 12 bytes per group.
 template <GroupedKind kKind>
@@ -273,7 +222,8 @@ __global__ void __launch_bounds__(kThreads, 2) grouped_gemm_kernel(const Grouped
   // Output columns: N (fwd), K (dgrad: da is [M, K]; wgrad: dw[g] is [N, K]).
   const int out_cols = kKind == GroupedKind::kMGroupedNT ? p.n : p.k;
   const int tiles_n = ceil_div(out_cols, kBlockN);
-  if (threadIdx.x < 32) build_schedule<kKind>(p, tiles_n, tile_start, row_start);
+  if (threadIdx.x < 32) grouped_schedule::build_schedule<kKind == GroupedKind::kKGroupedTN, kBlockM>(
+        p.group_counts, p.num_groups, p.m_capacity, p.n, tiles_n, tile_start, row_start);
   __syncthreads();
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;

@@ -66,6 +66,7 @@
 #include <type_traits>
 
 #include "moebench/core/cuda_check.h"
+#include "moebench/ops/cuda/grouped_gemm_schedule.cuh"
 #include "moebench/ops/cuda/sm90_host.cuh"
 #include "moebench/ops/cuda/sm90_primitives.cuh"
 #include "moebench/ops/grouped_gemm.h"
@@ -137,55 +138,6 @@ __host__ __device__ constexpr int ceil_div(long long a, int b) { return static_c
 template <Sm90Kind kKind>
 __host__ __device__ constexpr int output_columns(int n, int k) {
   return kKind == Sm90Kind::kMGroupedNT ? n : k;
-}
-
-__device__ __forceinline__ long long warp_inclusive_scan(long long value, int lane) {
-#pragma unroll
-  for (int delta = 1; delta < 32; delta *= 2) {
-    const long long up = __shfl_up_sync(0xffffffffu, value, delta);
-    if (lane >= delta) value += up;
-  }
-  return value;
-}
-
-// Output tiles of a group with `rows` rows: M-grouped, ceil(rows/128) x
-// tiles_n; K-grouped, the whole [N, K] gradient when the group has rows.
-template <Sm90Kind kKind>
-__device__ __forceinline__ long long tiles_of_group(long long rows, int n, int tiles_n) {
-  if constexpr (kKind == Sm90Kind::kKGroupedTN) {
-    return rows > 0 ? static_cast<long long>(ceil_div(n, kBlockM)) * tiles_n : 0;
-  } else {
-    return static_cast<long long>(ceil_div(rows, kBlockM)) * tiles_n;
-  }
-}
-
-// Warp 0 turns the device counts into row_start[G+1] (clamped to m_capacity)
-// and tile_start[G+1]: each lane owns a run of groups, two warp scans give
-// each run its first row and its first tile (the v1 scheme, 128x256 tiles).
-template <Sm90Kind kKind>
-__device__ void build_schedule(const Sm90Params& p, int tiles_n, long long* tile_start, int* row_start) {
-  const int lane = threadIdx.x % 32;
-  const int per_lane = ceil_div(p.num_groups, 32);
-  const int first = min(lane * per_lane, p.num_groups), last = min(first + per_lane, p.num_groups);
-  const long long capacity = p.m_capacity;
-  long long lane_rows = 0;
-  for (int g = first; g < last; ++g) lane_rows += max(p.group_counts[g], 0);
-  const long long rows_inclusive = warp_inclusive_scan(lane_rows, lane);
-  long long lane_tiles = 0;
-  long long end = rows_inclusive - lane_rows;
-  for (int g = first; g < last; ++g) {
-    const long long begin = min(end, capacity);
-    end += max(p.group_counts[g], 0);
-    row_start[g] = static_cast<int>(begin);
-    tile_start[g] = lane_tiles;  // lane-local for now
-    lane_tiles += tiles_of_group<kKind>(min(end, capacity) - begin, p.n, tiles_n);
-  }
-  const long long tiles_inclusive = warp_inclusive_scan(lane_tiles, lane);
-  for (int g = first; g < last; ++g) tile_start[g] += tiles_inclusive - lane_tiles;
-  if (lane == 31) {
-    row_start[p.num_groups] = static_cast<int>(min(rows_inclusive, capacity));
-    tile_start[p.num_groups] = tiles_inclusive;
-  }
 }
 
 // One output tile of the flattened schedule. m0/n0 are tile offsets in the
@@ -463,7 +415,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   int* row_start = reinterpret_cast<int*>(tile_start + p.num_groups + 1);
 
   if (threadIdx.x < 32) {
-    build_schedule<kKind>(p, ceil_div(output_columns<kKind>(p.n, p.k), kBlockN), tile_start, row_start);
+    grouped_schedule::build_schedule<kKind == Sm90Kind::kKGroupedTN, kBlockM>(
+        p.group_counts, p.num_groups, p.m_capacity, p.n, ceil_div(output_columns<kKind>(p.n, p.k), kBlockN),
+        tile_start, row_start);
   } else if (threadIdx.x == 32) {
     for (int s = 0; s < kStages; ++s) {
       sm90::mbarrier_init(full + s * 8, 1);                     // the producer's arrive.expect_tx
@@ -558,10 +512,7 @@ void check_sm90_arguments(const char* name, const void* out, const void* mma_a, 
       throw Error(prefix + pointer_names[i] + " is not 16-byte aligned");
     }
   }
-  int device = 0, major = 0;
-  MOEBENCH_CUDA_CHECK(cudaGetDevice(&device));
-  MOEBENCH_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  if (major != 9) throw Error(prefix + "needs a Hopper GPU (sm_90a); this one is sm_" + std::to_string(major) + "x");
+  require_hopper(name);
 }
 
 template <Sm90Kind kKind>

@@ -29,6 +29,15 @@ inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   return encode;
 }
 
+// Throws unless the current device is a Hopper GPU (compute capability 9.x),
+// the only one the sm_90a kernels run on. `op` names the caller.
+inline void require_hopper(const std::string& op) {
+  int device = 0, major = 0;
+  MOEBENCH_CUDA_CHECK(cudaGetDevice(&device));
+  MOEBENCH_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  if (major != 9) throw Error(op + ": needs a Hopper GPU (sm_90a); this one is sm_" + std::to_string(major) + "x");
+}
+
 // Lets `kernel` use up to `bytes` of dynamic shared memory on the current
 // device; the attribute is set once per (kernel, device).
 template <typename Kernel>

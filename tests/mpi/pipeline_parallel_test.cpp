@@ -5,8 +5,9 @@
 // one-rank weights of the parameters it holds; the stages together hold
 // every parameter once. Covered: 1F1B (PP2), the interleaved schedule
 // (PP2 x VPP2, also with uneven stages), uneven PP3 with PP_FIRST/PP_LAST,
-// PP2 x DP2 with the distributed optimizer, and DeepSeek-style layers (MLA,
-// shared experts, a dense first layer) under EP2 x PP2. A bad mapping stops
+// PP2 x DP2 with the distributed optimizer, expert-bias updates per stage,
+// and DeepSeek-style layers (MLA, shared experts, a dense first layer) under
+// EP2 x PP2. A bad mapping stops
 // at validation, before any communication.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -81,10 +82,11 @@ ZooRun pipelined(const std::string& model, int layers, int pipeline, int virtual
           .num_layers = layers};
 }
 
-// tiny-deepseek-v2 with `layers` layers: the first dense, as DeepSeek's
+// A tiny DeepSeek model with `layers` layers: the first dense, as DeepSeek's
 // first_k_dense_replace, the rest MoE.
-ZooRun deepseek(int layers, int pipeline, int virtual_stages = 1, int first = 0, int last = 0) {
-  ZooRun run = pipelined("tiny-deepseek-v2", layers, pipeline, virtual_stages, first, last);
+ZooRun deepseek(const std::string& model, int layers, int pipeline, int virtual_stages = 1, int first = 0,
+                int last = 0) {
+  ZooRun run = pipelined(model, layers, pipeline, virtual_stages, first, last);
   run.flags = {"--moe-layer-freq", "([0]+[1]*" + std::to_string(layers - 1) + ")"};
   return run;
 }
@@ -109,18 +111,21 @@ INSTANTIATE_TEST_SUITE_P(
         PipelineCase{"pp2_vpp2", 2, pipelined("tiny-mixtral", 4, 2, 2)},
         // Interleaved with uneven stages: stage 0 holds 0 and 3, stage 1 1-2 and 4-5.
         PipelineCase{"pp2_vpp2_first2_last4", 2, pipelined("tiny-qwen3-moe", 6, 2, 2, 2, 4)},
+        // Aux-loss-free routing: each stage moves its own layers' expert biases.
+        PipelineCase{"deepseek_v3_pp2_expert_bias", 2,
+                     with_distributed_optimizer(deepseek("tiny-deepseek-v3", 4, 2))},
         // Uneven: 1 layer on the first stage, 3 in the middle, 1 on the last.
-        PipelineCase{"pp3_first1_last1", 3, deepseek(5, 3, 1, 1, 1)},
+        PipelineCase{"pp3_first1_last1", 3, deepseek("tiny-deepseek-v2", 5, 3, 1, 1, 1)},
         // Each stage's gradients reduce-scattered over its data-parallel pair.
         PipelineCase{"pp2_dp2_distributed_optimizer", 4,
                      with_distributed_optimizer(pipelined("tiny-mixtral", 4, 2))},
         // MLA, shared experts and the dense first layer on stage 0; the experts
         // of each stage split over its two ranks; plain Adam's gradient norm.
         PipelineCase{"deepseek_ep2_pp2_alltoall", 4,
-                     with_expert_parallel(deepseek(4, 2), 2, "alltoall")},
+                     with_expert_parallel(deepseek("tiny-deepseek-v2", 4, 2), 2, "alltoall")},
         PipelineCase{"deepseek_ep2_pp2_vpp2_allgather_distributed_optimizer", 4,
                      with_distributed_optimizer(
-                         with_expert_parallel(deepseek(4, 2, 2), 2, "allgather"))}),
+                         with_expert_parallel(deepseek("tiny-deepseek-v2", 4, 2, 2), 2, "allgather"))}),
     [](const ::testing::TestParamInfo<PipelineCase>& info) { return info.param.name; });
 
 // The resolved setup of `variables` for `world_size` ranks, validated as

@@ -71,7 +71,8 @@ class GPTModel {
   // `parallel_state` (kept by reference) each MoE layer holds only its ep
   // rank's E / EP experts, under their global names, and forward and backward
   // are collective over the ep group (see MoELayer). CPU float32 only: EP > 1
-  // on a CUDA placement throws Error.
+  // on a CUDA placement throws Error. The whole model: the pp group must have
+  // one rank (else build a stage with the constructor below).
   GPTModel(const config::ModelConfig& config, uint64_t seed, const ModelConventions& conventions,
            const ModelPlacement& placement, const dist::ParallelState& parallel_state);
   // The same as one pipeline rank: only `layout`'s layers (and the embedding

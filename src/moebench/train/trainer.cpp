@@ -14,7 +14,6 @@
 #include "moebench/obs/host_memory.h"
 #include "moebench/train/adam_optimizer.h"
 #include "moebench/train/distributed_optimizer.h"
-#include "moebench/train/training_pipeline_stage.h"
 #include "moebench/train/training_checkpoint.h"
 
 namespace moebench::train {

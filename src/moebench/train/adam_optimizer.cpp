@@ -9,8 +9,9 @@
 
 namespace moebench::train {
 
-AdamOptimizer::AdamOptimizer(std::vector<model::Parameter*> parameters, const AdamOptions& options)
-    : parameters_(std::move(parameters)), options_(options) {
+AdamOptimizer::AdamOptimizer(std::vector<model::Parameter*> parameters, const AdamOptions& options,
+                             const dist::ParallelState* parallel_state)
+    : parameters_(std::move(parameters)), options_(options), parallel_state_(parallel_state) {
   on_device_ = !parameters_.empty() && parameters_.front()->value.defined() &&
                parameters_.front()->value.device().is_cuda();
   if (on_device_) {
@@ -41,12 +42,23 @@ AdamOptimizer::AdamOptimizer(std::vector<model::Parameter*> parameters, const Ad
 }
 
 double AdamOptimizer::gradient_norm() const {
-  std::vector<const Tensor*> grads;
-  for (const model::Parameter* p : parameters_) grads.push_back(&p->grad);
-  const double squares = ops::sum_of_squares(grads);
-  // Data-parallel gradients are identical after their all-reduce; model-parallel
-  // shards will add their squared sums here before the square root.
-  return std::sqrt(squares);
+  const auto squares_of = [this](auto selected) {
+    std::vector<const Tensor*> grads;
+    for (const model::Parameter* p : parameters_)
+      if (selected(*p)) grads.push_back(&p->grad);
+    return grads.empty() ? 0.0 : ops::sum_of_squares(grads);
+  };
+  dist::Communicator* dense_group = parallel_state_ ? &parallel_state_->group(GroupKind::kModel) : nullptr;
+  dist::Communicator* expert_group =
+      parallel_state_ ? &parallel_state_->group(GroupKind::kExpertTensorExpertPipeline) : nullptr;
+  if (!dense_group || (dense_group->size() == 1 && expert_group->size() == 1))
+    return std::sqrt(squares_of([](const model::Parameter&) { return true; }));  // on a GPU: one read-back
+
+  Tensor dense = Tensor::from_vector(std::vector<double>{squares_of([](const model::Parameter& p) { return !p.is_expert; })});
+  Tensor experts = Tensor::from_vector(std::vector<double>{squares_of([](const model::Parameter& p) { return p.is_expert; })});
+  if (dense_group->size() > 1) dense_group->all_reduce(dense, dist::ReduceOp::kSum);
+  if (expert_group->size() > 1) expert_group->all_reduce(experts, dist::ReduceOp::kSum);
+  return std::sqrt(dense.data<double>()[0] + experts.data<double>()[0]);
 }
 
 std::vector<ckpt::ShardedTensor> AdamOptimizer::state_pieces() {

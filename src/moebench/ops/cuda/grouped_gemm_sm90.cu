@@ -8,47 +8,55 @@
 //
 // Version 2 (this file): one kernel template for the three (v1 stays in
 // grouped_gemm.cu, the cuBLASLt loop beside it; callers choose by entry).
-//   - 128x256 output tile per CTA, K step 64; 384 threads = 3 warpgroups:
-//     warpgroups 0 and 1 compute (rows 0-63 and 64-127 of the tile, one
-//     wgmma.mma_async m64n256k16 bf16 -> fp32 per 16 of K, 128 accumulator
-//     registers per thread), warpgroup 2 loads (one thread issues TMA).
-//     setmaxnreg gives the loaders 40 registers and the math 232.
-//   - TMA (cp.async.bulk.tensor) into a ring of 48 KiB stages (A 16 KiB +
-//     B 32 KiB; 4 stages, 3 for the weight gradient), 128-byte swizzle; per stage a "full" mbarrier (the
-//     producer's arrival + the TMA's transaction bytes) and an "empty" one
-//     (one arrival per consumer warp once its wgmmas on the stage are done;
-//     each warpgroup keeps one k-block of wgmmas in flight, wait_group 1).
+//   - 128x256 output tile per CTA; 384 threads = 3 warpgroups: warpgroups 0
+//     and 1 compute (rows 0-63 and 64-127 of the tile, one wgmma.mma_async
+//     m64n256k16 bf16 -> fp32 per 16 of K, 128 accumulator registers per
+//     thread), warpgroup 2 loads (one thread issues the operands' TMA, and
+//     for the weight gradient a second one moves dw). setmaxnreg gives the
+//     loaders 40 registers and the math 232.
+//   - TMA (cp.async.bulk.tensor) into a ring of 4 stages, 128-byte swizzle:
+//     K step 64 (48 KiB stages: A 16 KiB + B 32 KiB) for the M-grouped
+//     kinds, 32 (24 KiB) for the weight gradient, whose dw staging takes
+//     128 KiB. Per stage a "full" mbarrier (the producer's arrival + the
+//     TMA's transaction bytes) and an "empty" one (one arrival per consumer
+//     warp once its wgmmas on the stage are done; each warpgroup keeps one
+//     k-block of wgmmas in flight, wait_group 1).
 //   - Operand layouts: forward, both operands K-major (rows of 64 K values);
 //     data gradient, w[g] is read N-major ([reduction rows][64 output
 //     columns] boxes, wgmma's transposed-B layout); weight gradient, both
-//     operands MN-major (boxes of 64 rows of the group x 64 columns of dout
+//     operands MN-major (boxes of 32 rows of the group x 64 columns of dout
 //     or a, transposed A and B).
-//   - Persistent tile scheduler reading the device counts (as in v1): each
-//     CTA prefix-sums the counts in shared memory and walks the flattened
-//     (group, m-tile, n-tile) space with stride gridDim.x, m-tiles fastest.
-//     M-grouped: a group's last m-tile reads rows of the next group (harmless:
-//     output row r depends only on input row r) and is stored with a row
-//     predicate, so the next group's rows are never written; rows past
-//     m_capacity arrive as TMA zeros. The weights are a 3-D [G, N, K] tensor
-//     map, so reduction or column overhang past N or K reads zeros, never the
-//     next expert. K-grouped: every non-empty group owns ceil(N/128) x
-//     ceil(K/256) tiles reducing over its rows in steps of 64; the last,
-//     partial step would read the next group's rows, so the math warpgroups
-//     zero those rows of both operands in shared memory before the wgmma
-//     (generic stores, then fence.proxy.async, then a named barrier).
+//   - Persistent CTAs, one per SM, each walking the tiles with stride
+//     gridDim.x, with the device counts (no host sync). M-grouped: each CTA
+//     prefix-sums the counts in shared memory (the schedule shared with v1)
+//     and walks (group, m-tile, n-tile), m-tiles fastest; a group's last
+//     m-tile reads rows of the next group (harmless: output row r depends
+//     only on input row r) and is stored with a row predicate, so the next
+//     group's rows are never written; rows past m_capacity arrive as TMA
+//     zeros. The weights are a 3-D [G, N, K] tensor map, so reduction or
+//     column overhang past N or K reads zeros, never the next expert.
+//     K-grouped: every group owns ceil(N/128) x ceil(K/256) tiles of its
+//     dw[g], walked n-tiles fastest (concurrent CTAs share a's columns and a
+//     few slices of dout in L2), empty groups skipped, each group's first row
+//     a running sum of the counts; a tile reduces over the group's rows in
+//     steps of 32, and the last, partial step would read the next group's
+//     rows, so the math warpgroups zero those rows of both operands in shared
+//     memory before the wgmma (generic stores, fence.proxy.async, a named
+//     barrier).
 //   - M-grouped epilogue straight from the accumulators: predicated bf16x2
 //     stores, while the producer already loads the next tile's stages.
-//   - K-grouped epilogue (version 2.1): dw += tile is one TMA reduce-add per
-//     64 x 32 fp32 box (cp.reduce.async.bulk.tensor .add, the L2 does the
-//     read-add-write), so the fp32 traffic (8 bytes per dw element, the
-//     bound of these memory-heavy shapes: 7.5 GB for Mixtral fc1) runs in the
-//     background of the next tiles' math instead of between them. Each math
-//     warpgroup stages its 64 x 256 accumulators a quarter (64 x 64, 16 KiB)
-//     at a time through two alternating buffers (128-byte swizzled, no bank
-//     conflicts); the wait before refilling a buffer is for the reduce issued
-//     two quarters earlier. The 64 KiB of staging cost the pipeline its
-//     fourth stage. dw is a 3-D [G, N, K] map: rows past N and columns past K
-//     are skipped, never the next expert's.
+//   - K-grouped epilogue (version 2.2): the fp32 traffic (8 bytes per dw
+//     element: 7.5 GB for Mixtral fc1, as long as the maths at these shapes)
+//     is a plain read and a plain write, moved by one thread of the producer
+//     warpgroup through a staging of the whole tile (16 boxes of 64 x 32
+//     fp32): while a tile computes, the mover stores the previous tile back
+//     and loads this tile's current dw values; the epilogue only adds the
+//     accumulators into the staging in place. Version 2.1 added with TMA
+//     reduce-adds issued by the math (cp.reduce.async.bulk .add, the L2
+//     reading and writing): 1.4-1.8 TB/s of dw traffic whatever the staging,
+//     where plain copies reach 2.9 TB/s. dw is a 3-D [G, N, K] map: rows past
+//     N and columns past K load as zeros and are not stored, never the next
+//     expert's.
 //   - The tensor maps are encoded on the host per call with
 //     cuTensorMapEncodeTiled, reached through cudaGetDriverEntryPointByVersion
 //     (the non-deprecated form of cudaGetDriverEntryPoint): no -lcuda.
@@ -76,51 +84,54 @@ namespace {
 
 constexpr int kBlockM = 128;  // output rows per CTA tile: two math warpgroups of 64
 constexpr int kBlockN = 256;  // output columns per CTA tile: one m64n256 wgmma per warpgroup
-constexpr int kBlockK = 64;   // reduction per stage: 64 bf16 = one 128-byte swizzled row
 constexpr int kMathWarpgroups = 2;
 constexpr int kThreads = 128 * (kMathWarpgroups + 1);
 constexpr int kProducerRegisters = 40;
 constexpr int kMathRegisters = 232;  // 128*40 + 256*232 = 64512 <= 65536
-constexpr int kATileBytes = kBlockM * kBlockK * 2;    // 16 KiB
-constexpr int kBTileBytes = kBlockN * kBlockK * 2;    // 32 KiB
-constexpr int kStageBytes = kATileBytes + kBTileBytes;
-constexpr int kBoxBytes = 64 * 64 * 2;                // an MN-major box: 64 rows of K x 64 of M/N, 8 KiB
-constexpr int kAtomBytes = 1024;                      // 8 swizzled rows of 128 bytes
+constexpr int kAtomBytes = 1024;     // 8 swizzled rows of 128 bytes
 constexpr int kScheduleBytesPerGroup = sizeof(long long) + sizeof(int);
 constexpr int kAlignmentSlack = 1024;  // dynamic shared memory is rounded up to a 1024-byte boundary
 constexpr int kMaxDynamicSharedBytes = 227 * 1024;  // sm_90's per-block opt-in limit
-// Weight-gradient staging: per math warpgroup two buffers, each 64 rows x 64
-// columns of fp32 (16 KiB) = two boxes of 64 rows x 32 columns, as the
-// 128-byte swizzle limits a box's inner extent to 128 bytes.
+// Weight-gradient staging: the whole 128 x 256 fp32 tile, as boxes of 64 rows
+// x 32 columns (the 128-byte swizzle limits a box's inner extent to 128
+// bytes), 8 boxes per math warpgroup.
 constexpr int kStagingBoxColumns = 32;
 constexpr int kStagingBoxBytes = 64 * kStagingBoxColumns * 4;  // 8 KiB
-constexpr int kStagingBufferColumns = 64;
-constexpr int kStagingBufferBytes = 2 * kStagingBoxBytes;      // 16 KiB
-constexpr int kStagingBuffersPerWarpgroup = 2;
+constexpr int kStagingBoxesPerWarpgroup = kBlockN / kStagingBoxColumns;
+constexpr int kStagingBytesPerWarpgroup = kStagingBoxesPerWarpgroup * kStagingBoxBytes;  // 64 KiB
 static_assert(kBlockM == kMathWarpgroups * 64, "each math warpgroup owns 64 rows");
-static_assert(kATileBytes % kAtomBytes == 0 && kBTileBytes % kAtomBytes == 0, "tiles start on swizzle atoms");
 static_assert(kMathRegisters % 8 == 0 && kProducerRegisters % 8 == 0, "setmaxnreg takes multiples of 8");
 static_assert(128 * kProducerRegisters + 128 * kMathWarpgroups * kMathRegisters <= 65536, "register file");
 
 enum class Sm90Kind { kMGroupedNT, kMGroupedNN, kKGroupedTN };
 
 // Shared memory of one kind (dynamic, from a 1024-byte boundary): A tiles
-// [kStages][16 KiB], B tiles [kStages][32 KiB], the weight gradient's fp32
-// staging [2 warpgroups][2 buffers][16 KiB], full[kStages] and
-// empty[kStages] mbarriers, then tile_start[G+1] (long long) and
-// row_start[G+1] (int). The weight gradient gives up one stage (3 x 48 KiB)
-// for 64 KiB of staging so that its fp32 reduce-adds run in the background.
+// [kStages], B tiles [kStages], the weight gradient's fp32 staging (the whole
+// tile), full[kStages] and empty[kStages] mbarriers (+ staging_full and
+// staging_ready for the weight gradient), then, M-grouped only,
+// tile_start[G+1] (long long) and row_start[G+1] (int). The weight gradient
+// reduces 32 rows per stage (24 KiB) so that four stages and its 128 KiB of
+// staging fit; it walks its tiles without a schedule in shared memory.
 template <Sm90Kind kKind>
 struct SharedLayout {
-  static constexpr int kStages = kKind == Sm90Kind::kKGroupedTN ? 3 : 4;
+  static constexpr bool kKGrouped = kKind == Sm90Kind::kKGroupedTN;
+  static constexpr int kBlockK = kKGrouped ? 32 : 64;  // reduction per stage; 64 bf16 = one 128-byte row
+  static constexpr int kStages = 4;
+  static constexpr int kATileBytes = kBlockM * kBlockK * 2;
+  static constexpr int kBTileBytes = kBlockN * kBlockK * 2;
+  static constexpr int kStageBytes = kATileBytes + kBTileBytes;
   static constexpr int kPipelineBytes = kStages * kStageBytes;
-  static constexpr int kStagingBytes =
-      kKind == Sm90Kind::kKGroupedTN ? kMathWarpgroups * kStagingBuffersPerWarpgroup * kStagingBufferBytes : 0;
-  static constexpr int kBarrierBytes = 2 * kStages * 8;
+  static constexpr int kStagingBytes = kKGrouped ? kMathWarpgroups * kStagingBytesPerWarpgroup : 0;
+  static constexpr int kBarrierBytes = (2 * kStages + (kKGrouped ? 2 : 0)) * 8;
   static constexpr int kScheduleOffset = kPipelineBytes + kStagingBytes + kBarrierBytes;
-  static constexpr int kMaxBytes = kAlignmentSlack + kScheduleOffset + (kMaxGroupedGemmGroups + 1) * kScheduleBytesPerGroup;
+  static constexpr int kMaxBytes =
+      kAlignmentSlack + kScheduleOffset + (kKGrouped ? 0 : (kMaxGroupedGemmGroups + 1) * kScheduleBytesPerGroup);
   static_assert(kMaxBytes <= kMaxDynamicSharedBytes, "shared memory of the largest schedule");
+  static_assert(kATileBytes % kAtomBytes == 0 && kBTileBytes % kAtomBytes == 0, "tiles start on swizzle atoms");
 };
+
+// An MN-major box: `block_k` rows of the reduction x 64 columns of M or N.
+__host__ __device__ constexpr int mn_major_box_bytes(int block_k) { return block_k * 64 * 2; }
 
 struct Sm90Params {
   void* out;  // bf16 [M, cols] (M-grouped); K-grouped: fp32 [G, N, K], reached through the dw tensor map
@@ -140,55 +151,106 @@ __host__ __device__ constexpr int output_columns(int n, int k) {
   return kKind == Sm90Kind::kMGroupedNT ? n : k;
 }
 
-// One output tile of the flattened schedule. m0/n0 are tile offsets in the
-// output (for K-grouped: rows of dw[g] along N, columns along K).
+// K-grouped: every group owns the tiles of its whole dw[g], ceil(N/128) x
+// ceil(K/256); the tiles of an empty group are skipped.
+__host__ __device__ constexpr long long k_grouped_tiles_per_group(int n, int k) {
+  return static_cast<long long>(ceil_div(n, kBlockM)) * ceil_div(k, kBlockN);
+}
+
+// One output tile. m0/n0 are tile offsets in the output (for K-grouped: rows
+// of dw[g] along N, columns along K). group_rows == 0: nothing to do (an
+// empty group's K-grouped tile).
 struct Tile {
   int group, group_begin, group_rows, m0, n0, k_blocks;
 };
 
-// `group` carries over between calls: tiles only increase.
+// Where a CTA's walk over the tiles stands: tiles only increase, so the
+// group and (K-grouped) the rows of the groups before it carry over.
+struct TileCursor {
+  int group = 0;
+  long long rows_before = 0;  // K-grouped: sum of the counts of groups < group
+};
+
+// M-grouped tiles come from the schedule in shared memory (m-tiles fastest:
+// concurrent CTAs share a slice of the weights). K-grouped tiles are walked
+// group by group, fastest along the dimension with fewer tiles, so that the
+// CTAs running at once cover whole rows (or columns) of the tile grid and
+// share the operand slices of the other dimension in L2; a group's rows
+// start at the running sum of the counts (clamped to m_capacity, as the
+// schedule clamps them).
 template <Sm90Kind kKind>
-__device__ __forceinline__ Tile locate_tile(long long tile, int& group, const long long* tile_start,
+__device__ __forceinline__ Tile locate_tile(long long tile, TileCursor& cursor, const long long* tile_start,
                                             const int* row_start, const Sm90Params& p) {
-  while (tile >= tile_start[group + 1]) ++group;
+  constexpr int kBlockK = SharedLayout<kKind>::kBlockK;
   Tile t;
-  t.group = group;
-  t.group_begin = row_start[group];
-  t.group_rows = row_start[group + 1] - row_start[group];
-  const int tiles_m = kKind == Sm90Kind::kKGroupedTN ? ceil_div(p.n, kBlockM) : ceil_div(t.group_rows, kBlockM);
-  const int local = static_cast<int>(tile - tile_start[group]);
-  t.m0 = (local % tiles_m) * kBlockM;
-  t.n0 = (local / tiles_m) * kBlockN;
-  const int reduction = kKind == Sm90Kind::kMGroupedNT ? p.k : kKind == Sm90Kind::kMGroupedNN ? p.n : t.group_rows;
-  t.k_blocks = ceil_div(reduction, kBlockK);
+  if constexpr (kKind == Sm90Kind::kKGroupedTN) {
+    const long long per_group = k_grouped_tiles_per_group(p.n, p.k);
+    const int group = static_cast<int>(tile / per_group);
+    while (cursor.group < group) cursor.rows_before += max(p.group_counts[cursor.group++], 0);
+    const long long begin = min(cursor.rows_before, static_cast<long long>(p.m_capacity));
+    const long long end = min(cursor.rows_before + max(p.group_counts[group], 0), static_cast<long long>(p.m_capacity));
+    const int tiles_m = ceil_div(p.n, kBlockM), tiles_n = ceil_div(p.k, kBlockN);
+    const int local = static_cast<int>(tile - group * per_group);
+    t.group = group;
+    t.group_begin = static_cast<int>(begin);
+    t.group_rows = static_cast<int>(end - begin);
+    if (tiles_n <= tiles_m) {
+      t.n0 = (local % tiles_n) * kBlockN;
+      t.m0 = (local / tiles_n) * kBlockM;
+    } else {
+      t.m0 = (local % tiles_m) * kBlockM;
+      t.n0 = (local / tiles_m) * kBlockN;
+    }
+    t.k_blocks = ceil_div(t.group_rows, kBlockK);
+  } else {
+    int& group = cursor.group;
+    while (tile >= tile_start[group + 1]) ++group;
+    t.group = group;
+    t.group_begin = row_start[group];
+    t.group_rows = row_start[group + 1] - row_start[group];
+    const int tiles_m = ceil_div(t.group_rows, kBlockM);
+    const int local = static_cast<int>(tile - tile_start[group]);
+    t.m0 = (local % tiles_m) * kBlockM;
+    t.n0 = (local / tiles_m) * kBlockN;
+    t.k_blocks = ceil_div(kKind == Sm90Kind::kMGroupedNT ? p.k : p.n, kBlockK);
+  }
   return t;
 }
 
-// The producer: one thread walks the same schedule as the math warpgroups
-// and fills stage (iteration % stages) of the ring for every k-block.
+// All tiles of the kernel: from the schedule (M-grouped), or every group's
+// tiles (K-grouped).
+template <Sm90Kind kKind>
+__device__ __forceinline__ long long total_tiles(const long long* tile_start, const Sm90Params& p) {
+  if constexpr (kKind == Sm90Kind::kKGroupedTN) return p.num_groups * k_grouped_tiles_per_group(p.n, p.k);
+  else return tile_start[p.num_groups];
+}
+
+// The producer: one thread walks the same tiles as the math warpgroups and
+// fills stage (iteration % stages) of the ring for every k-block.
 template <Sm90Kind kKind>
 __device__ void produce(const CUtensorMap* map_a, const CUtensorMap* map_b, const Sm90Params& p,
                         const long long* tile_start, const int* row_start, std::uint32_t a_tiles,
                         std::uint32_t b_tiles, std::uint32_t full, std::uint32_t empty) {
+  using Layout = SharedLayout<kKind>;
   sm90::prefetch_tensor_map(map_a);
   sm90::prefetch_tensor_map(map_b);
-  const long long total_tiles = tile_start[p.num_groups];
-  constexpr int kStages = SharedLayout<kKind>::kStages;
-  int group = 0;
+  const long long tiles = total_tiles<kKind>(tile_start, p);
+  TileCursor cursor;
   std::uint32_t iteration = 0;  // k-blocks issued so far, over all tiles of this CTA
-  for (long long tile = blockIdx.x; tile < total_tiles; tile += gridDim.x) {
-    const Tile t = locate_tile<kKind>(tile, group, tile_start, row_start, p);
+  for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const Tile t = locate_tile<kKind>(tile, cursor, tile_start, row_start, p);
+    if (t.group_rows == 0) continue;
     for (int kb = 0; kb < t.k_blocks; ++kb, ++iteration) {
-      const std::uint32_t stage = iteration % kStages;
-      const std::uint32_t lap = (iteration / kStages) & 1;
+      const std::uint32_t stage = iteration % Layout::kStages;
+      const std::uint32_t lap = (iteration / Layout::kStages) & 1;
       // Slot free? The consumers complete phase `lap` of empty[stage] when
       // they finish lap `lap` on it; on lap 0 we wait for parity 1, which a
       // fresh barrier reports as complete.
       sm90::mbarrier_wait(empty + stage * 8, lap ^ 1);
       const std::uint32_t full_barrier = full + stage * 8;
-      sm90::mbarrier_arrive_expect_tx(full_barrier, kStageBytes);  // every box counts whole, zeros included
-      const std::uint32_t a = a_tiles + stage * kATileBytes, b = b_tiles + stage * kBTileBytes;
-      const int k0 = kb * kBlockK;
+      sm90::mbarrier_arrive_expect_tx(full_barrier, Layout::kStageBytes);  // every box counts whole, zeros included
+      const std::uint32_t a = a_tiles + stage * Layout::kATileBytes, b = b_tiles + stage * Layout::kBTileBytes;
+      const int k0 = kb * Layout::kBlockK;
       if constexpr (kKind == Sm90Kind::kMGroupedNT) {
         // a [M, K]: box 64 (K) x 128 (rows); w [G, N, K]: box 64 (K) x 256 (N) x 1.
         sm90::tma_load_2d(a, map_a, full_barrier, k0, t.group_begin + t.m0);
@@ -199,34 +261,94 @@ __device__ void produce(const CUtensorMap* map_a, const CUtensorMap* map_b, cons
         sm90::tma_load_2d(a, map_a, full_barrier, k0, t.group_begin + t.m0);
 #pragma unroll
         for (int j = 0; j < kBlockN / 64; ++j)
-          sm90::tma_load_3d(b + j * kBoxBytes, map_b, full_barrier, t.n0 + 64 * j, k0, t.group);
+          sm90::tma_load_3d(b + j * mn_major_box_bytes(Layout::kBlockK), map_b, full_barrier, t.n0 + 64 * j, k0, t.group);
       } else {
-        // dout [M, N]: two boxes of 64 (N, output rows) x 64 (group rows), M-major;
-        // a [M, K]: four boxes of 64 (K, output columns) x 64 (group rows), N-major.
+        // dout [M, N]: two boxes of 64 (N, output rows) x 32 (group rows), M-major;
+        // a [M, K]: four boxes of 64 (K, output columns) x 32 (group rows), N-major.
         const int row = t.group_begin + k0;
 #pragma unroll
         for (int j = 0; j < kBlockM / 64; ++j)
-          sm90::tma_load_2d(a + j * kBoxBytes, map_a, full_barrier, t.m0 + 64 * j, row);
+          sm90::tma_load_2d(a + j * mn_major_box_bytes(Layout::kBlockK), map_a, full_barrier, t.m0 + 64 * j, row);
 #pragma unroll
         for (int j = 0; j < kBlockN / 64; ++j)
-          sm90::tma_load_2d(b + j * kBoxBytes, map_b, full_barrier, t.n0 + 64 * j, row);
+          sm90::tma_load_2d(b + j * mn_major_box_bytes(Layout::kBlockK), map_b, full_barrier, t.n0 + 64 * j, row);
       }
     }
   }
 }
 
-// K-grouped only: zero the 128-byte rows [valid_rows, 64) of every box of
+// Copies the 16 staging boxes of a K-grouped tile between shared memory and
+// dw: loads (onto `barrier`) or stores. Stores skip boxes that start past N
+// or K (the TMA unit skips the rest of the overhang); loads take every box,
+// zeros outside, so that the expected byte count is the whole staging.
+template <bool kLoad>
+__device__ __forceinline__ void copy_staging(const CUtensorMap* map_dw, const Tile& t, const Sm90Params& p,
+                                             std::uint32_t staging, std::uint32_t barrier) {
+#pragma unroll
+  for (int w = 0; w < kMathWarpgroups; ++w) {
+#pragma unroll
+    for (int box = 0; box < kStagingBoxesPerWarpgroup; ++box) {
+      const std::uint32_t address = staging + (w * kStagingBoxesPerWarpgroup + box) * kStagingBoxBytes;
+      const int column = t.n0 + box * kStagingBoxColumns, row = t.m0 + 64 * w;
+      if constexpr (kLoad) sm90::tma_load_3d(address, map_dw, barrier, column, row, t.group);
+      else if (row < p.n && column < p.k) sm90::tma_store_3d(map_dw, address, column, row, t.group);
+    }
+  }
+}
+
+// K-grouped only, one thread of the producer warpgroup, dw's mover: for each
+// tile, once the math has added the previous tile into the staging
+// (staging_ready), stores that tile back to dw and, when the TMA unit has
+// read it out, loads this tile's dw values (staging_full). Both copies run
+// while the math computes this tile, so the fp32 traffic is off its path;
+// the waits are this thread's, never the math's.
+__device__ void move_weight_gradient_tiles(const CUtensorMap* map_dw, const Sm90Params& p, std::uint32_t staging,
+                                           std::uint32_t staging_full, std::uint32_t staging_ready) {
+  constexpr Sm90Kind kKind = Sm90Kind::kKGroupedTN;
+  sm90::prefetch_tensor_map(map_dw);
+  const long long tiles = total_tiles<kKind>(nullptr, p);
+  TileCursor cursor;
+  Tile previous{};
+  bool has_previous = false;
+  std::uint32_t ready_lap = 0;
+  const auto store_previous = [&] {
+    sm90::mbarrier_wait(staging_ready, ready_lap);
+    ready_lap ^= 1;
+    copy_staging<false>(map_dw, previous, p, staging, 0);
+    sm90::bulk_commit_group();
+  };
+  for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const Tile t = locate_tile<kKind>(tile, cursor, nullptr, nullptr, p);
+    if (t.group_rows == 0) continue;
+    if (has_previous) {
+      store_previous();
+      sm90::bulk_wait_group_read<0>();  // the staging is free again
+    }
+    sm90::mbarrier_arrive_expect_tx(staging_full, kMathWarpgroups * kStagingBytesPerWarpgroup);
+    copy_staging<true>(map_dw, t, p, staging, staging_full);
+    previous = t;
+    has_previous = true;
+  }
+  if (has_previous) {
+    store_previous();
+    sm90::bulk_wait_group<0>();  // the last stores reach dw before the kernel ends
+  }
+}
+
+// K-grouped only: zero the 128-byte rows [valid_rows, 32) of every box of
 // the stage (2 A boxes, 4 B boxes; a box row is one reduction row), i.e. the
 // rows of the next group that the last, partial k-block loaded. Swizzling
 // permutes chunks within a row, so whole rows stay whole rows. Run by the
 // 256 math threads, then fenced for the async proxy and synchronised.
 __device__ __forceinline__ void zero_rows_past_group(std::uint32_t a, std::uint32_t b, int valid_rows,
                                                      int math_thread) {
+  using Layout = SharedLayout<Sm90Kind::kKGroupedTN>;
   constexpr int kBoxes = (kBlockM + kBlockN) / 64;
-  const int chunks_per_box = (64 - valid_rows) * 8;  // 16-byte chunks
+  const int chunks_per_box = (Layout::kBlockK - valid_rows) * 8;  // 16-byte chunks
   for (int chunk = math_thread; chunk < kBoxes * chunks_per_box; chunk += 128 * kMathWarpgroups) {
     const int box = chunk / chunks_per_box, within = chunk % chunks_per_box;
-    const std::uint32_t base = box < kBlockM / 64 ? a + box * kBoxBytes : b + (box - kBlockM / 64) * kBoxBytes;
+    const std::uint32_t base =
+        box < kBlockM / 64 ? a + box * mn_major_box_bytes(Layout::kBlockK) : b + (box - kBlockM / 64) * mn_major_box_bytes(Layout::kBlockK);
     const std::uint32_t address = base + valid_rows * 128 + within * 16;
     asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(address), "r"(0) : "memory");
   }
@@ -234,123 +356,98 @@ __device__ __forceinline__ void zero_rows_past_group(std::uint32_t a, std::uint3
   sm90::named_barrier_sync(1, 128 * kMathWarpgroups);  // everyone's zeros, before anyone's wgmma
 }
 
-// K-grouped epilogue of one math warpgroup: its 64 x 256 fp32 accumulators
-// are added into dw[g] (rows m0.., columns n0.. of the [N, K] gradient) by TMA
-// reduce-adds, 64 columns (a quarter) at a time through the warpgroup's two
-// 16 KiB staging buffers, alternating. Per quarter: the warpgroup's elected
-// thread (which issued every reduce of this warpgroup) waits until the
-// reduce that last used the buffer has read it (at most one newer group,
-// the other buffer's, still reading), a named barrier lets all 128 threads
-// overwrite it, each thread stores its registers (st.shared.v2, 128-byte
-// swizzle as the map says: 16-byte chunk c of row r at chunk c ^ (r % 8), so
-// a warp's 8 rows x 32 bytes cover every bank twice, no conflict beyond the
-// two wavefronts) and fences them for the async proxy, a second barrier, and
-// the elected thread issues the quarter's two box reduce-adds as one bulk
-// group. The L2 adds the data into dw while the math goes on with the next
-// tile. Boxes that start past N or K are not issued (their group is then
-// empty, which keeps the group count per quarter at one); the rest of the
-// overhang the TMA unit skips.
-__device__ __forceinline__ void reduce_add_tile(const CUtensorMap* map_dw, const float (&acc)[128], const Tile& t,
-                                                int n, int k, std::uint32_t staging, int warpgroup, int warp,
-                                                int lane) {
-  const bool elected = threadIdx.x % 128 == 0;
-  const int barrier = 2 + warpgroup;  // 1 is the zeroing barrier of both math warpgroups
+// K-grouped epilogue of one math warpgroup: its 64 rows of the tile's dw
+// values, which the mover has brought into the warpgroup's staging (8 boxes
+// of 64 x 32 fp32, 128-byte swizzled: 16-byte chunk c of row r at chunk
+// c ^ (r % 8)), += its accumulators, in place (ld/st.shared.v2: a warp's 8
+// rows x 32 bytes cover every bank twice, no conflict beyond the two
+// wavefronts). Each thread fences its stores for the async proxy and arrives
+// on staging_ready; the mover stores the tile back while the math goes on.
+__device__ __forceinline__ void add_tile_into_staging(const float (&acc)[128], std::uint32_t staging,
+                                                      std::uint32_t staging_ready, int warp, int lane) {
   // Register i: row 16*warp + lane/4 + 8*((i/2)%2), column 8*(i/4) +
   // 2*(lane%4) + (i%2) of the warpgroup's 64 x 256; row % 8 == lane / 4.
   const std::uint32_t row_offset = (warp * 16 + lane / 4) * 128 + (lane % 2) * 8;
   const int chunk_bit = (lane % 4) / 2;  // the 16-byte chunk's low bit within a 32-byte column group
 #pragma unroll
-  for (int quarter = 0; quarter < kBlockN / kStagingBufferColumns; ++quarter) {
-    const std::uint32_t buffer = staging + (quarter % kStagingBuffersPerWarpgroup) * kStagingBufferBytes;
-    if (elected) sm90::bulk_wait_group_read<kStagingBuffersPerWarpgroup - 1>();
-    sm90::named_barrier_sync(barrier, 128);  // the buffer is free for everyone
+  for (int j = 0; j < kBlockN / 8; ++j) {  // accumulator column group: columns 8j..8j+7
+    const int box = j / (kStagingBoxColumns / 8);
+    const int chunk = 2 * (j % (kStagingBoxColumns / 8)) + chunk_bit;
 #pragma unroll
-    for (int jj = 0; jj < kStagingBufferColumns / 8; ++jj) {
-      const int j = quarter * (kStagingBufferColumns / 8) + jj;  // accumulator column group: columns 8j..8j+7
-      const int box = jj / (kStagingBoxColumns / 8);
-      const int chunk = 2 * (jj % (kStagingBoxColumns / 8)) + chunk_bit;
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const std::uint32_t address =
-            buffer + box * kStagingBoxBytes + row_offset + half * 8 * 128 + (chunk ^ (lane / 4)) * 16;
-        asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(address), "f"(acc[4 * j + 2 * half]),
-                     "f"(acc[4 * j + 2 * half + 1])
-                     : "memory");
-      }
-    }
-    sm90::fence_proxy_async_shared();        // our stores, before the TMA unit reads them
-    sm90::named_barrier_sync(barrier, 128);  // everyone's stores, before the reduce is issued
-    if (elected) {
-      const int row = t.m0 + 64 * warpgroup;
-#pragma unroll
-      for (int box = 0; box < kStagingBufferColumns / kStagingBoxColumns; ++box) {
-        const int column = t.n0 + quarter * kStagingBufferColumns + box * kStagingBoxColumns;
-        if (row < n && column < k)
-          sm90::tma_reduce_add_3d(map_dw, buffer + box * kStagingBoxBytes, column, row, t.group);
-      }
-      sm90::bulk_commit_group();
+    for (int half = 0; half < 2; ++half) {
+      const std::uint32_t address =
+          staging + box * kStagingBoxBytes + row_offset + half * 8 * 128 + (chunk ^ (lane / 4)) * 16;
+      float x, y;
+      asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];\n" : "=f"(x), "=f"(y) : "r"(address) : "memory");
+      x += acc[4 * j + 2 * half];
+      y += acc[4 * j + 2 * half + 1];
+      asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(address), "f"(x), "f"(y) : "memory");
     }
   }
+  sm90::fence_proxy_async_shared();  // our stores, before the TMA unit reads them
+  sm90::mbarrier_arrive(staging_ready);
 }
 
 // The math warpgroups: for each tile, accumulate 64x256 per warpgroup over
-// the k-blocks, then store (M-grouped) or reduce-add (K-grouped, through
-// `staging`, this warpgroup's part of the staging buffers).
+// the k-blocks, then store (M-grouped) or add into dw (K-grouped, through
+// `staging`, this warpgroup's 64 KiB of the staging).
 template <Sm90Kind kKind>
-__device__ void consume(const CUtensorMap* map_dw, const Sm90Params& p, const long long* tile_start,
-                        const int* row_start, std::uint32_t a_tiles, std::uint32_t b_tiles, std::uint32_t staging,
-                        std::uint32_t full, std::uint32_t empty) {
-  constexpr bool kKGrouped = kKind == Sm90Kind::kKGroupedTN;
+__device__ void consume(const Sm90Params& p, const long long* tile_start, const int* row_start,
+                        std::uint32_t a_tiles, std::uint32_t b_tiles, std::uint32_t staging, std::uint32_t full,
+                        std::uint32_t empty, std::uint32_t staging_full, std::uint32_t staging_ready) {
+  using Layout = SharedLayout<kKind>;
+  constexpr bool kKGrouped = Layout::kKGrouped;
   constexpr int kTransposeA = kKGrouped ? 1 : 0;                           // dout^T is M-major
   constexpr int kTransposeB = kKind == Sm90Kind::kMGroupedNT ? 0 : 1;      // w (dgrad) and a (wgrad) N-major
   const int warpgroup = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
-  const long long total_tiles = tile_start[p.num_groups];
+  const long long tiles = total_tiles<kKind>(tile_start, p);
   const int out_cols = output_columns<kKind>(p.n, p.k);
-  constexpr int kStages = SharedLayout<kKind>::kStages;
 
   float acc[128];
-  int group = 0;
-  std::uint32_t iteration = 0;  // k-blocks consumed so far: the same sequence as the producer's
-  for (long long tile = blockIdx.x; tile < total_tiles; tile += gridDim.x) {
-    const Tile t = locate_tile<kKind>(tile, group, tile_start, row_start, p);
+  TileCursor cursor;
+  std::uint32_t iteration = 0;    // k-blocks consumed so far: the same sequence as the producer's
+  std::uint32_t staging_lap = 0;  // K-grouped: tiles added into dw so far, mod 2
+  for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const Tile t = locate_tile<kKind>(tile, cursor, tile_start, row_start, p);
+    if (t.group_rows == 0) continue;
 #pragma unroll
     for (int i = 0; i < 128; ++i) acc[i] = 0.0f;
 
     std::uint32_t previous_stage = 0;  // the stage of the k-block whose wgmmas may still run
     for (int kb = 0; kb < t.k_blocks; ++kb, ++iteration) {  // k_blocks >= 1: K >= 8, K-grouped rows >= 1
-      const std::uint32_t stage = iteration % kStages;
-      const std::uint32_t lap = (iteration / kStages) & 1;
+      const std::uint32_t stage = iteration % Layout::kStages;
+      const std::uint32_t lap = (iteration / Layout::kStages) & 1;
       sm90::mbarrier_wait(full + stage * 8, lap);  // TMA bytes of this lap have landed (acquire)
-      const std::uint32_t a = a_tiles + stage * kATileBytes, b = b_tiles + stage * kBTileBytes;
+      const std::uint32_t a = a_tiles + stage * Layout::kATileBytes, b = b_tiles + stage * Layout::kBTileBytes;
       if constexpr (kKGrouped) {
-        const int valid_rows = t.group_rows - kb * kBlockK;
-        if (valid_rows < kBlockK) zero_rows_past_group(a, b, valid_rows, threadIdx.x);  // uniform over the 256
+        const int valid_rows = t.group_rows - kb * Layout::kBlockK;
+        if (valid_rows < Layout::kBlockK) zero_rows_past_group(a, b, valid_rows, threadIdx.x);  // uniform over the 256
       }
       // Orders earlier register writes to the accumulators (the zeroing) and
       // the generic-proxy zeroing of the stage before the wgmmas below.
       sm90::fence_registers(acc);
       sm90::wgmma_fence();
 #pragma unroll
-      for (int s = 0; s < kBlockK / 16; ++s) {
+      for (int s = 0; s < Layout::kBlockK / 16; ++s) {
         std::uint64_t descriptor_a, descriptor_b;
         if constexpr (kTransposeA == 0) {
           // K-major A: this warpgroup's 64 rows start 64*128 bytes in; K step = 32 bytes.
           descriptor_a = sm90::make_smem_descriptor_128b(a + warpgroup * 64 * 128 + s * 32, 16, kAtomBytes);
         } else {
           // M-major A: this warpgroup's 64 rows are box `warpgroup`; K step = 16 box rows.
-          descriptor_a = sm90::make_smem_descriptor_128b(a + warpgroup * kBoxBytes + s * 16 * 128, kBoxBytes,
-                                                         kAtomBytes);
+          descriptor_a = sm90::make_smem_descriptor_128b(a + warpgroup * mn_major_box_bytes(Layout::kBlockK) + s * 16 * 128,
+                                                         mn_major_box_bytes(Layout::kBlockK), kAtomBytes);
         }
         if constexpr (kTransposeB == 0) {
           // K-major B: 256 rows of 128 bytes, 8-row atoms 1024 bytes apart.
           descriptor_b = sm90::make_smem_descriptor_128b(b + s * 32, 16, kAtomBytes);
         } else {
-          // N-major B: four boxes of 64 columns (LBO = 8 KiB apart), K step = 16 box rows.
-          descriptor_b = sm90::make_smem_descriptor_128b(b + s * 16 * 128, kBoxBytes, kAtomBytes);
+          // N-major B: four boxes of 64 columns (LBO = one box apart), K step = 16 box rows.
+          descriptor_b = sm90::make_smem_descriptor_128b(b + s * 16 * 128, mn_major_box_bytes(Layout::kBlockK), kAtomBytes);
         }
         sm90::wgmma_m64n256k16_bf16<kTransposeA, kTransposeB>(acc, descriptor_a, descriptor_b);
       }
-      sm90::wgmma_commit_group();  // the four wgmmas of this k-block form one group
+      sm90::wgmma_commit_group();  // the wgmmas of this k-block form one group
       // Keep this k-block's group in flight and wait for the previous one:
       // its stage is no longer read and goes back to the producer.
       sm90::wgmma_wait_group<1>();
@@ -363,7 +460,9 @@ __device__ void consume(const CUtensorMap* map_dw, const Sm90Params& p, const lo
     if (lane == 0) sm90::mbarrier_arrive(empty + previous_stage * 8);
 
     if constexpr (kKGrouped) {
-      reduce_add_tile(map_dw, acc, t, p.n, p.k, staging, warpgroup, warp, lane);
+      sm90::mbarrier_wait(staging_full, staging_lap);  // the tile's dw values have landed
+      staging_lap ^= 1;
+      add_tile_into_staging(acc, staging, staging_ready, warp, lane);
     } else {
       // Register i: row 16*warp + lane/4 + 8*((i/2)%2), column 8*(i/4) +
       // 2*(lane%4) + (i%2), within this warpgroup's 64 x 256.
@@ -387,10 +486,6 @@ __device__ void consume(const CUtensorMap* map_dw, const Sm90Params& p, const lo
       }
     }
   }
-  if constexpr (kKGrouped) {
-    // The staging buffers must outlive the reduces that read them.
-    if (threadIdx.x % 128 == 0) sm90::bulk_wait_group<0>();
-  }
 }
 
 // Shared memory as SharedLayout<kKind> says. map_dw: the fp32 [G, N, K]
@@ -407,21 +502,30 @@ __global__ void __launch_bounds__(kThreads, 1)
   using Layout = SharedLayout<kKind>;
   constexpr int kStages = Layout::kStages;
   const std::uint32_t a_tiles = base;
-  const std::uint32_t b_tiles = base + kStages * kATileBytes;
+  const std::uint32_t b_tiles = base + kStages * Layout::kATileBytes;
   const std::uint32_t staging = base + Layout::kPipelineBytes;
   const std::uint32_t full = staging + Layout::kStagingBytes;
   const std::uint32_t empty = full + kStages * 8;
+  const std::uint32_t staging_full = empty + kStages * 8;  // K-grouped only
+  const std::uint32_t staging_ready = staging_full + 8;    // K-grouped only
   long long* tile_start = reinterpret_cast<long long*>(shared + Layout::kScheduleOffset);
   int* row_start = reinterpret_cast<int*>(tile_start + p.num_groups + 1);
 
-  if (threadIdx.x < 32) {
-    grouped_schedule::build_schedule<kKind == Sm90Kind::kKGroupedTN, kBlockM>(
-        p.group_counts, p.num_groups, p.m_capacity, p.n, ceil_div(output_columns<kKind>(p.n, p.k), kBlockN),
-        tile_start, row_start);
-  } else if (threadIdx.x == 32) {
+  if constexpr (!Layout::kKGrouped) {
+    if (threadIdx.x < 32) {
+      grouped_schedule::build_schedule<false, kBlockM>(p.group_counts, p.num_groups, p.m_capacity, p.n,
+                                                       ceil_div(output_columns<kKind>(p.n, p.k), kBlockN),
+                                                       tile_start, row_start);
+    }
+  }
+  if (threadIdx.x == 32) {
     for (int s = 0; s < kStages; ++s) {
       sm90::mbarrier_init(full + s * 8, 1);                     // the producer's arrive.expect_tx
       sm90::mbarrier_init(empty + s * 8, kMathWarpgroups * 4);  // one arrival per math warp
+    }
+    if constexpr (Layout::kKGrouped) {
+      sm90::mbarrier_init(staging_full, 1);                      // the mover's arrive.expect_tx
+      sm90::mbarrier_init(staging_ready, 128 * kMathWarpgroups);  // every math thread, its sums staged
     }
     sm90::fence_barrier_init();
   }
@@ -431,15 +535,14 @@ __global__ void __launch_bounds__(kThreads, 1)
     sm90::warpgroup_release_registers<kProducerRegisters>();
     if (threadIdx.x == kMathWarpgroups * 128) {
       produce<kKind>(&map_a, &map_b, p, tile_start, row_start, a_tiles, b_tiles, full, empty);
+    } else if (Layout::kKGrouped && threadIdx.x == kMathWarpgroups * 128 + 32) {
+      move_weight_gradient_tiles(&map_dw, p, staging, staging_full, staging_ready);
     }
   } else {
     sm90::warpgroup_claim_registers<kMathRegisters>();
-    if constexpr (kKind == Sm90Kind::kKGroupedTN) {
-      if (threadIdx.x % 128 == 0) sm90::prefetch_tensor_map(&map_dw);  // the thread that issues the reduces
-    }
-    const std::uint32_t warpgroup_staging =
-        staging + (threadIdx.x / 128) * kStagingBuffersPerWarpgroup * kStagingBufferBytes;
-    consume<kKind>(&map_dw, p, tile_start, row_start, a_tiles, b_tiles, warpgroup_staging, full, empty);
+    const std::uint32_t warpgroup_staging = staging + (threadIdx.x / 128) * kStagingBytesPerWarpgroup;
+    consume<kKind>(p, tile_start, row_start, a_tiles, b_tiles, warpgroup_staging, full, empty, staging_full,
+                   staging_ready);
   }
 #else
   __trap();  // built for sm_90a only
@@ -480,8 +583,9 @@ CUtensorMap weights_map(const void* base, long long groups, long long n, long lo
 }
 
 // dw [G, N, K] fp32, box 32 (K: 128 bytes, the swizzle's limit) x 64 (N) x 1:
-// the target of the weight gradient's reduce-adds; rows past N and columns
-// past K lie outside the tensor, so no reduce reaches the next expert.
+// what the weight gradient loads and stores back; rows past N and columns
+// past K lie outside the tensor (loaded as zeros, never stored), so no
+// store reaches the next expert.
 CUtensorMap weight_gradient_map(float* base, long long groups, long long n, long long k) {
   const cuuint64_t dims[3] = {static_cast<cuuint64_t>(k), static_cast<cuuint64_t>(n), static_cast<cuuint64_t>(groups)};
   const cuuint64_t strides[2] = {static_cast<cuuint64_t>(k) * 4, static_cast<cuuint64_t>(n * k) * 4};
@@ -520,16 +624,17 @@ void launch_sm90(const CUtensorMap& map_a, const CUtensorMap& map_b, const CUten
                  const Sm90Params& params, cudaStream_t stream) {
   constexpr bool kKGrouped = kKind == Sm90Kind::kKGroupedTN;
   const long long tiles_n = ceil_div(output_columns<kKind>(params.n, params.k), kBlockN);
-  // Upper bound of the tiles the device will find: sum ceil(c/128) <= M/128 + G.
+  // K-grouped: every group's tiles; M-grouped: an upper bound of the tiles
+  // the device will find, sum ceil(c/128) <= M/128 + G.
   const long long max_tiles =
-      kKGrouped ? static_cast<long long>(params.num_groups) * ceil_div(params.n, kBlockM) * tiles_n
+      kKGrouped ? params.num_groups * k_grouped_tiles_per_group(params.n, params.k)
                 : (ceil_div(params.m_capacity, kBlockM) + static_cast<long long>(params.num_groups)) * tiles_n;
   if (max_tiles == 0) return;
 
   const auto kernel = grouped_gemm_sm90_kernel<kKind>;
   using Layout = SharedLayout<kKind>;
   const int shared_bytes =
-      kAlignmentSlack + Layout::kScheduleOffset + (params.num_groups + 1) * kScheduleBytesPerGroup;
+      kAlignmentSlack + Layout::kScheduleOffset + (kKGrouped ? 0 : (params.num_groups + 1) * kScheduleBytesPerGroup);
   int device = 0;
   MOEBENCH_CUDA_CHECK(cudaGetDevice(&device));
   allow_dynamic_shared_memory(kernel, Layout::kMaxBytes);
@@ -559,6 +664,7 @@ void m_grouped_bf16_gemm_nt_contiguous_sm90(__nv_bfloat16* out, const __nv_bfloa
   check_sm90_arguments("m_grouped_bf16_gemm_nt_contiguous_sm90", out, a, w, group_counts, num_groups, m_capacity, n,
                        k);
   if (m_capacity == 0) return;
+  constexpr int kBlockK = SharedLayout<Sm90Kind::kMGroupedNT>::kBlockK;
   const CUtensorMap map_a = matrix_map(a, m_capacity, k, kBlockK, kBlockM);
   const CUtensorMap map_b = weights_map(w, num_groups, n, k, kBlockK, kBlockN);
   launch_sm90<Sm90Kind::kMGroupedNT>(map_a, map_b, CUtensorMap{},
@@ -572,6 +678,7 @@ void m_grouped_bf16_gemm_nn_contiguous_sm90(__nv_bfloat16* da, const __nv_bfloat
   check_sm90_arguments("m_grouped_bf16_gemm_nn_contiguous_sm90", da, dout, w, group_counts, num_groups, m_capacity,
                        n, k);
   if (m_capacity == 0) return;
+  constexpr int kBlockK = SharedLayout<Sm90Kind::kMGroupedNN>::kBlockK;
   const CUtensorMap map_a = matrix_map(dout, m_capacity, n, kBlockK, kBlockM);
   const CUtensorMap map_b = weights_map(w, num_groups, n, k, 64, kBlockK);
   launch_sm90<Sm90Kind::kMGroupedNN>(map_a, map_b, CUtensorMap{},
@@ -585,6 +692,7 @@ void k_grouped_bf16_gemm_tn_contiguous_sm90(float* dw, const __nv_bfloat16* dout
   check_sm90_arguments("k_grouped_bf16_gemm_tn_contiguous_sm90", dw, dout, a, group_counts, num_groups, m_capacity,
                        n, k);
   if (m_capacity == 0) return;
+  constexpr int kBlockK = SharedLayout<Sm90Kind::kKGroupedTN>::kBlockK;
   const CUtensorMap map_a = matrix_map(dout, m_capacity, n, 64, kBlockK);
   const CUtensorMap map_b = matrix_map(a, m_capacity, k, 64, kBlockK);
   const CUtensorMap map_dw = weight_gradient_map(dw, num_groups, n, k);

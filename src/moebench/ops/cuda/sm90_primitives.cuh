@@ -133,17 +133,16 @@ __device__ __forceinline__ void tma_load_4d(std::uint32_t destination, const CUt
 
 // ---- TMA reduce-add (shared -> global, bulk async-groups) ----
 
-// Adds the fp32 box in shared memory at `source` (laid out as the map's
-// swizzle says, 1024-byte aligned for the 128-byte swizzle) into the tensor
-// at coordinates (c0 innermost, c1, c2): the L2 does the read-add-write, the
-// kernel never reads the destination. Elements outside the tensor are
-// skipped. The issuing thread must first make the box's generic stores
-// visible to the async proxy (fence_proxy_async_shared in every writer, then
-// a barrier), and later wait (bulk_wait_group_read) before the box is reused.
-__device__ __forceinline__ void tma_reduce_add_3d(const CUtensorMap* map, std::uint32_t source, int c0, int c1,
-                                                  int c2) {
+// Copies the box in shared memory at `source` (laid out as the map's swizzle
+// says, 1024-byte aligned for the 128-byte swizzle) to the tensor at
+// coordinates (c0 innermost .. c2). Elements outside the tensor are skipped.
+// The issuing thread must first make the box's generic stores visible to the
+// async proxy (fence_proxy_async_shared in every writer, then a barrier), then
+// commit and later wait (bulk_wait_group_read) before the box is reused, or
+// (bulk_wait_group) before the block exits.
+__device__ __forceinline__ void tma_store_3d(const CUtensorMap* map, std::uint32_t source, int c0, int c1, int c2) {
   asm volatile(
-      "cp.reduce.async.bulk.tensor.3d.global.shared::cta.add.tile.bulk_group [%0, {%2, %3, %4}], [%1];\n" ::"l"(
+      "cp.async.bulk.tensor.3d.global.shared::cta.bulk_group [%0, {%2, %3, %4}], [%1];\n" ::"l"(
           reinterpret_cast<std::uint64_t>(map)),
       "r"(source), "r"(c0), "r"(c1), "r"(c2)
       : "memory");
@@ -151,10 +150,7 @@ __device__ __forceinline__ void tma_reduce_add_3d(const CUtensorMap* map, std::u
 
 // Copies the box in shared memory at `source` (laid out as the map's swizzle
 // says) to the tensor at coordinates (c0 innermost .. c3). Elements outside
-// the tensor are skipped. Same ordering duties as tma_reduce_add_3d: every
-// writer fences (fence_proxy_async_shared) before a barrier, the issuing
-// thread commits and later waits (bulk_wait_group_read) before the box is
-// reused or the block exits.
+// the tensor are skipped. Same ordering duties as tma_store_3d.
 __device__ __forceinline__ void tma_store_4d(const CUtensorMap* map, std::uint32_t source, int c0, int c1, int c2,
                                              int c3) {
   asm volatile(
@@ -369,9 +365,12 @@ __device__ __forceinline__ void wgmma_m64n128k16_bf16_register_a(float (&d)[64],
 
 // ---- additions for flash_attention_backward_sm90.cu ----
 
-// As tma_reduce_add_3d, for 4-D maps (the attention backward's fp32
+// Adds the fp32 box in shared memory at `source` into the 4-D tensor at
+// coordinates (c0 innermost .. c3): the L2 does the read-add-write, the
+// kernel never reads the destination (the attention backward's fp32
 // accumulators [B, S, H, D]: c0 the head-dim column, c1 the head, c2 the
-// sequence position, c3 the batch). Same ordering duties.
+// sequence position, c3 the batch). Elements outside the tensor are skipped;
+// same ordering duties as tma_store_3d.
 __device__ __forceinline__ void tma_reduce_add_4d(const CUtensorMap* map, std::uint32_t source, int c0, int c1,
                                                   int c2, int c3) {
   asm volatile(

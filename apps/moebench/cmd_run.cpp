@@ -112,14 +112,13 @@ void reject_unsupported(const config::FlagMap& flags, const config::ParallelConf
                 ") needs the CUDA engine on Hopper GPUs; the CPU engine trains in float32: use PR=bf16");
   if (p.context > 1)
     throw Error("CP=" + std::to_string(p.context) + ": context parallelism is not available in the CPU engine; set CP=1");
-  for (auto [name, size] : {std::pair{"TP", p.tensor}, {"PP", p.pipeline}, {"expert-TP", p.expert_tensor},
-                            {"VPP", p.virtual_stages}})
+  for (auto [name, size] : {std::pair{"PP", p.pipeline}, {"VPP", p.virtual_stages}})
     if (size > 1)
       throw Error(std::string(name) + "=" + std::to_string(size) +
-                  ": tensor and pipeline parallelism are not available in the CPU engine yet (data and expert "
+                  ": pipeline parallelism is not available in the CPU engine yet (data, tensor and expert "
                   "parallelism are: the " + std::to_string(p.world_size) +
-                  " rank(s) of this run train as DP=" + std::to_string(p.world_size) +
-                  ", EP dividing it); set TP, PP, VPP and expert-TP to 1");
+                  " rank(s) of this run train as TP=" + std::to_string(p.tensor) + " x DP=" +
+                  std::to_string(p.data_parallel()) + ", EP dividing DP x TP); set PP and VPP to 1");
   // Until the plain Adam optimizer adds the other ep ranks' experts to its
   // gradient norm, expert parallelism clips by the distributed optimizer's.
   if (p.expert > 1 && !p.distributed_optimizer)
@@ -208,9 +207,10 @@ int train_on_this_rank(const dist::World& world, const std::vector<std::string>&
                 model_config.hidden_size, model_config.moe.num_experts, parallel.micro_batch, parallel.global_batch,
                 parallel.num_microbatches(), train_config.train_iters);
     // The GPU engine trains in Megatron's bf16 mixed precision; the CPU engine is the float32 reference.
-    std::printf("engine: %s, %d rank%s (DP=%d, EP=%d%s); %s; output in %s\n",
+    std::printf("engine: %s, %d rank%s (DP=%d, EP=%d, TP=%d%s%s); %s; output in %s\n",
                 placement_of_run.device.is_cuda() ? "GPU (cuda:0), bf16 mixed precision" : "CPU, float32", world_size,
-                world_size == 1 ? "" : "s", parallel.data_parallel(), parallel.expert,
+                world_size == 1 ? "" : "s", parallel.data_parallel(), parallel.expert, parallel.tensor,
+                parallel.sequence_parallel ? " with sequence parallelism" : "",
                 parallel.distributed_optimizer ? ", distributed optimizer" : "", run_data.description.c_str(),
                 output_dir.c_str());
     std::fflush(stdout);

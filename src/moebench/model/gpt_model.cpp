@@ -7,9 +7,10 @@
 
 #include "moebench/core/error.h"
 #include "moebench/model/embedding.h"
-#include "moebench/model/linear.h"
 #include "moebench/model/rmsnorm.h"
+#include "moebench/model/tensor_parallel_linear.h"
 #include "moebench/model/transformer_layer.h"
+#include "moebench/model/vocab_parallel_cross_entropy.h"
 #include "moebench/obs/profiler.h"
 #include "moebench/ops/cross_entropy.h"
 #include "moebench/ops/elementwise.h"
@@ -22,9 +23,9 @@ struct GPTModelContext {
   Tensor input_ids, labels, loss_mask;
   std::vector<TransformerLayer::Context> layers;
   RMSNorm::Context final_norm;
-  Tensor final_hidden;  // [N, h] after the final norm
-  Tensor logits;        // [N, padded vocab]
-  Tensor logsumexp;     // f32 [N] (GPU: saved by the cross-entropy for its backward)
+  Tensor final_hidden;  // [N, h] after the final norm (this rank's token rows under SP)
+  Tensor logits;        // [N, padded vocab / TP]
+  Tensor logsumexp;     // f32 [N] (GPU or TP > 1: saved by the cross-entropy for its backward)
   Tensor losses;        // [N] per-token losses (their dtype is the dlosses')
   bool logits_returned = false;  // the caller holds the logits: the backward must not overwrite them
 };
@@ -33,22 +34,27 @@ struct GPTModel::Impl {
   config::ModelConfig config;
   ModelConventions conventions;
   ModelPlacement placement;
+  dist::TensorParallelRegions tensor_parallel;
   VocabEmbedding embedding;
   std::vector<TransformerLayer> layers;
   RMSNorm final_layernorm;
-  Linear output_layer;
+  ColumnParallelLinear output_layer;  // over the vocabulary
+  VocabParallelCrossEntropy cross_entropy;
   std::optional<GPTModelContext> context;
 
   Impl(const config::ModelConfig& config, uint64_t seed, const ModelConventions& conventions,
        const dist::ParallelState* parallel_state)
       : config(config),
         conventions(conventions),
+        tensor_parallel(dist::TensorParallelRegions::of(parallel_state, config.sequence_parallel)),
         embedding(config.padded_vocab_size, config.hidden_size, float(config.init_method_std),
-                  seed),
+                  seed, tensor_parallel),
         final_layernorm("decoder.final_layernorm.weight", config.hidden_size,
                         config.norm_epsilon),
         output_layer("output_layer", config.hidden_size, config.padded_vocab_size,
-                     float(config.init_method_std), seed) {
+                     float(config.init_method_std), seed, tensor_parallel),
+        cross_entropy(tensor_parallel) {
+    final_layernorm.weight.grad_partial_over_tp = tensor_parallel.sequence_parallel();
     layers.reserve(config.num_layers);
     for (int l = 0; l < config.num_layers; ++l) layers.emplace_back(l, config, seed, conventions, parallel_state);
   }
@@ -142,6 +148,10 @@ GPTModel::GPTModel(const config::ModelConfig& config, uint64_t seed, const Model
   if (expert_parallel > 1 && !placement.device.is_cpu())
     throw Error("expert parallelism (EP=" + std::to_string(expert_parallel) +
                 ") is not supported on the GPU yet; train with --device cpu or EP=1");
+  const int tensor_parallel = parallel_state.group(GroupKind::kTensor).size();
+  if (tensor_parallel > 1 && !placement.device.is_cpu())
+    throw Error("tensor parallelism (TP=" + std::to_string(tensor_parallel) +
+                ") is not supported on the GPU yet; train with --device cpu or TP=1");
   impl_ = std::make_unique<Impl>(config, seed, conventions, &parallel_state);
   impl_->place(placement);
 }
@@ -185,7 +195,7 @@ ForwardOutput GPTModel::forward(const Tensor& input_ids, const Tensor& labels,
     context.losses = Tensor::empty({tokens}, ops::statistic_dtype(context.logits), table.device());
     if (table.device().is_cuda()) context.logsumexp = Tensor::empty({tokens}, DType::F32, table.device());
     // Megatron's cross-entropy softmaxes over the whole padded vocabulary.
-    ops::cross_entropy_forward(context.losses, context.logsumexp, context.logits, context.labels, vocab);
+    m.cross_entropy.forward(context.losses, context.logsumexp, context.logits, context.labels, vocab);
     Tensor mean = ops::empty_like(context.losses, {1});
     ops::masked_mean_forward(mean, context.losses, context.loss_mask);
     const Tensor host_mean = ops::to_cpu(mean);
@@ -195,7 +205,7 @@ ForwardOutput GPTModel::forward(const Tensor& input_ids, const Tensor& labels,
   for (const TransformerLayer::Context& layer : context.layers)
     if (layer.moe.router.aux_loss.defined())
       output.aux_loss += ops::to_cpu(layer.moe.router.aux_loss).data<float>()[0];
-  if (keep_logits) output.logits = context.logits.view({context.batch, context.seq, vocab});
+  if (keep_logits) output.logits = context.logits.view({context.batch, context.seq, context.logits.size(1)});
   context.logits_returned = keep_logits;
   return output;
 }
@@ -210,8 +220,8 @@ void GPTModel::backward(double loss_scale) {
   // On a GPU the gradient replaces the logits in place unless the caller holds them.
   Tensor dlogits = context.logits.device().is_cuda() && !context.logits_returned ? context.logits
                                                                                  : ops::empty_like(context.logits);
-  ops::cross_entropy_backward(dlogits, dlosses, context.logits, context.labels, context.logsumexp,
-                              m.config.padded_vocab_size);
+  m.cross_entropy.backward(dlogits, dlosses, context.logits, context.labels, context.logsumexp,
+                           m.config.padded_vocab_size);
   Tensor dhidden = m.output_layer.backward(dlogits, context.final_hidden);
   dhidden = m.final_layernorm.backward(dhidden, context.final_norm);
   for (size_t l = m.layers.size(); l-- > 0;) {

@@ -18,7 +18,7 @@ namespace moebench::model {
 struct ForwardOutput {
   double lm_loss = 0;         // mean token cross-entropy (loss-mask weighted)
   double aux_loss = 0;        // load-balancing + z-loss terms, already scaled by their coefficients
-  Tensor logits;              // [B, S, padded vocab] when requested, else undefined: float32 on the
+  Tensor logits;              // [B, S, padded vocab / TP] when requested, else undefined: float32 on the
                               // CPU, the compute dtype (bf16) on the model's GPU
 };
 
@@ -51,8 +51,12 @@ class GPTModel {
   // The same with expert parallelism: with an ep group of EP > 1 ranks in
   // `parallel_state` (kept by reference) each MoE layer holds only its ep
   // rank's E / EP experts, under their global names, and forward and backward
-  // are collective over the ep group (see MoELayer). CPU float32 only: EP > 1
-  // on a CUDA placement throws Error.
+  // are collective over the ep group (see MoELayer). With a tp group of TP > 1
+  // ranks each holds its slices of the tensor-parallel weights (under their
+  // one-rank names, with the one-rank values; Parameter::tensor_parallel says
+  // which), sequence-parallel when config.sequence_parallel, and forward and
+  // backward are collective over tp. CPU float32 only: EP > 1 or TP > 1 on a
+  // CUDA placement throws Error.
   GPTModel(const config::ModelConfig& config, uint64_t seed, const ModelConventions& conventions,
            const ModelPlacement& placement, const dist::ParallelState& parallel_state);
   // Moves a model built on the CPU (e.g. after ckpt::load_hf_weights wrote its

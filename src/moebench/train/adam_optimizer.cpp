@@ -9,8 +9,9 @@
 
 namespace moebench::train {
 
-AdamOptimizer::AdamOptimizer(std::vector<model::Parameter*> parameters, const AdamOptions& options)
-    : parameters_(std::move(parameters)), options_(options) {
+AdamOptimizer::AdamOptimizer(std::vector<model::Parameter*> parameters, const AdamOptions& options,
+                             dist::Communicator* tensor_parallel_group)
+    : parameters_(std::move(parameters)), options_(options), tensor_parallel_group_(tensor_parallel_group) {
   on_device_ = !parameters_.empty() && parameters_.front()->value.defined() &&
                parameters_.front()->value.device().is_cuda();
   if (on_device_) {
@@ -41,11 +42,18 @@ AdamOptimizer::AdamOptimizer(std::vector<model::Parameter*> parameters, const Ad
 }
 
 double AdamOptimizer::gradient_norm() const {
+  const int tp_rank = tensor_parallel_group_ ? tensor_parallel_group_->rank() : 0;
   std::vector<const Tensor*> grads;
-  for (const model::Parameter* p : parameters_) grads.push_back(&p->grad);
-  const double squares = ops::sum_of_squares(grads);
-  // Data-parallel gradients are identical after their all-reduce; model-parallel
-  // shards will add their squared sums here before the square root.
+  for (const model::Parameter* p : parameters_)
+    if (!model::is_tensor_parallel_duplicate(*p, tp_rank)) grads.push_back(&p->grad);
+  double squares = ops::sum_of_squares(grads);
+  // Data-parallel gradients are identical after their all-reduce; tensor-parallel
+  // shards add their squared sums before the square root.
+  if (tensor_parallel_group_ && tensor_parallel_group_->size() > 1) {
+    Tensor total = Tensor::from_vector(std::vector<double>{squares});
+    tensor_parallel_group_->all_reduce(total, dist::ReduceOp::kSum);
+    squares = total.data<double>()[0];
+  }
   return std::sqrt(squares);
 }
 

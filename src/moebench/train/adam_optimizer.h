@@ -13,6 +13,7 @@
 #include <memory>
 #include <vector>
 
+#include "moebench/dist/communicator.h"
 #include "moebench/model/parameter.h"
 #include "moebench/ops/adam.h"
 #include "moebench/train/optimizer.h"
@@ -22,8 +23,10 @@ namespace moebench::train {
 class AdamOptimizer final : public Optimizer {
  public:
   // Keeps the pointers: the parameters must outlive the optimizer. Each gets
-  // zeroed fp32 moments of its own size.
-  AdamOptimizer(std::vector<model::Parameter*> parameters, const AdamOptions& options);
+  // zeroed fp32 moments of its own size. With a tp group of more than one rank
+  // (kept by reference), the gradient norm sums over it.
+  AdamOptimizer(std::vector<model::Parameter*> parameters, const AdamOptions& options,
+                dist::Communicator* tensor_parallel_group = nullptr);
 
   // Clips the gradients by the global norm (scaling them in place by
   // clip_grad / (norm + 1e-6) when that is below 1, as Megatron) and updates
@@ -32,7 +35,8 @@ class AdamOptimizer final : public Optimizer {
   OptimizerStep step(double lr) override;
 
   // Global L2 norm of the current gradients. With data or model parallelism
-  // the squared sum is reduced over the ranks that hold distinct gradients.
+  // the squared sum is reduced over the ranks that hold distinct gradients:
+  // over tp, each parameter replicated over it counted on tp rank 0 only.
   double gradient_norm() const;
 
   std::vector<ckpt::ShardedTensor> state_pieces() override;
@@ -53,6 +57,7 @@ class AdamOptimizer final : public Optimizer {
   std::vector<Tensor> device_moments_;                     // f32 m and v per parameter (GPU)
   std::unique_ptr<ops::MultiTensorAdam> decayed_, not_decayed_;  // the two weight-decay groups (GPU)
   AdamOptions options_;
+  dist::Communicator* tensor_parallel_group_ = nullptr;
   int64_t steps_taken_ = 0;
 };
 

@@ -45,7 +45,7 @@ std::unique_ptr<Optimizer> make_optimizer(TrainableModel& model, const GradientR
   // optimizer's single shard is the whole model: plain Adam is the same update.
   if (gradients.sync() == GradientSync::kReduceScatter && !on_gpu(model))
     return std::make_unique<DistributedOptimizer>(gradients, state, adam_options(t));
-  return std::make_unique<AdamOptimizer>(model.parameters(), adam_options(t));
+  return std::make_unique<AdamOptimizer>(model.parameters(), adam_options(t), &state.group(GroupKind::kTensor));
 }
 
 // The profiled window of this rank. Several profiled ranks write one trace

@@ -36,10 +36,12 @@ struct ParallelMapping {
   std::string dispatcher = {};           // --moe-token-dispatcher-type; empty: the model's own
   int micro_batch = 1;                   // MBS
   std::vector<std::string> extra_flags = {};  // e.g. {"--num-experts", ""} for a dense variant
+  std::filesystem::path save = {};  // --save: a checkpoint at the end (empty: none)
 
   ParallelMapping one_rank() const {
     ParallelMapping reference = *this;
     reference.tensor = reference.expert = 1;
+    reference.save.clear();
     return reference;
   }
 };
@@ -70,8 +72,9 @@ inline Run configured_run(const std::string& model, int world_size, const Parall
   flags.insert(flags.end(), mapping.extra_flags.begin(), mapping.extra_flags.end());
   config::ResolvedConfig resolved =
       config::resolve({std::filesystem::path(MOEBENCH_SOURCE_DIR) / "configs", variables, flags});
-  // Every rank also trains the one-rank reference: no checkpoints, or they would share a directory.
+  // Every rank also trains the one-rank reference: no checkpoints unless asked, or they would share a directory.
   resolved.flags.erase("--save");
+  if (!mapping.save.empty()) resolved.flags.set("--save", {mapping.save.string()});
   if (!mapping.sequence_parallel) resolved.flags.erase("--sequence-parallel");
   Run run;
   run.setup.parallel = config::parallel_config_from_flags(resolved.flags, world_size);
@@ -80,6 +83,7 @@ inline Run configured_run(const std::string& model, int world_size, const Parall
   run.model = config::model_config_from_flags(resolved.flags, run.setup.parallel.tensor);
   config::validate(run.model, run.setup.parallel);
   run.setup.seq_length = run.model.seq_length;
+  run.setup.model_args = resolved.flags.to_arguments();  // what a checkpoint records, as `moebench run`
   return run;
 }
 

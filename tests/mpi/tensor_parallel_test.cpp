@@ -6,10 +6,14 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <cstdio>
-#include <string>
+#include <unistd.h>
 
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "moebench/ckpt/native_model.h"
 #include "moebench/core/error.h"
 #include "moebench/dist/single_rank_communicator.h"
 #include "mpi_test_world.h"
@@ -73,6 +77,26 @@ INSTANTIATE_TEST_SUITE_P(
                  {.tensor = 2, .distributed_optimizer = true}},
         Scenario{"tiny_deepseek_v2_tp2_dp2_adam", "tiny-deepseek-v2", 4, {.tensor = 2}}),
     [](const ::testing::TestParamInfo<Scenario>& info) { return info.param.name; });
+
+// A TP2 run's checkpoint holds the one-rank tensors (the shards of the
+// split weights, their distributed Adam moments, the replicated weights
+// once): a one-rank model loaded from it has the run's gathered weights.
+TEST(TensorParallelCheckpoint, HoldsTheOneRankTensors) {
+  dist::Communicator& world = dist::test_world();
+  if (world.size() != 2) GTEST_SKIP() << "runs on 2 ranks";
+  Tensor stamp = Tensor::from_vector(std::vector<int64_t>{int64_t(::getpid())});
+  world.broadcast(stamp, 0);
+  const std::filesystem::path directory =
+      std::filesystem::temp_directory_path() / ("moebench_tp_checkpoint_" + std::to_string(stamp.data<int64_t>()[0]));
+  const testing::Outcome outcome = testing::train_on(
+      world, "tiny-deepseek-v2", {.tensor = 2, .distributed_optimizer = true, .micro_batch = 2, .save = directory});
+  model::GPTModel loaded = ckpt::load_native_model(ckpt::NativeCheckpoint(directory));
+  EXPECT_EQ(outcome.weights.size(), loaded.parameters().size());
+  for (const model::Parameter& saved : outcome.weights)
+    EXPECT_EQ(testing::relative_difference(loaded.parameter(saved.name).value, saved.value), 0.0) << saved.name;
+  world.barrier();
+  if (world.rank() == 0) std::filesystem::remove_all(directory);
+}
 
 // Bad mappings fail in validation, before any group is built (a world of 4
 // ranks, whatever the test world: nothing communicates).

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <utility>
 
+#include "moebench/ckpt/tensor_parallel_pieces.h"
 #include "moebench/core/error.h"
 #include "moebench/ops/elementwise.h"
 #include "moebench/train/parameter_check.h"
@@ -64,8 +65,11 @@ std::vector<ckpt::ShardedTensor> AdamOptimizer::state_pieces() {
   std::vector<ckpt::ShardedTensor> pieces;
   for (size_t k = 0; k < parameters_.size(); ++k) {
     const model::Parameter& p = *parameters_[k];
-    pieces.push_back(ckpt::whole_tensor(exp_avg_name(p.name), state_view(moments_[k].exp_avg, p.value.shape())));
-    pieces.push_back(ckpt::whole_tensor(exp_avg_sq_name(p.name), state_view(moments_[k].exp_avg_sq, p.value.shape())));
+    for (auto [name, moment] : {std::pair{exp_avg_name(p.name), &moments_[k].exp_avg},
+                                {exp_avg_sq_name(p.name), &moments_[k].exp_avg_sq}})
+      for (ckpt::ShardedTensor& piece :
+           ckpt::tensor_parallel_pieces(name, state_view(*moment, p.value.shape()), p.tensor_parallel))
+        pieces.push_back(std::move(piece));
   }
   return pieces;
 }

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <utility>
 
+#include "moebench/ckpt/tensor_parallel_pieces.h"
 #include "moebench/core/error.h"
 
 namespace moebench::train {
@@ -55,7 +56,8 @@ std::vector<ckpt::ShardedTensor> DistributedOptimizer::state_pieces() {
     const int64_t begin = shard.segment.values.storage_offset() - p.value.storage_offset();
     const std::vector<int64_t> run = {int64_t(shard.exp_avg.size())};
     for (auto [name, state] : {std::pair{exp_avg_name(p.name), &shard.exp_avg}, {exp_avg_sq_name(p.name), &shard.exp_avg_sq}})
-      for (ckpt::ShardedTensor& piece : ckpt::flat_run_pieces(name, p.value.shape(), begin, state_view(*state, run)))
+      for (ckpt::ShardedTensor& piece :
+           ckpt::tensor_parallel_flat_run_pieces(name, p.value.shape(), begin, state_view(*state, run), p.tensor_parallel))
         pieces.push_back(std::move(piece));
   }
   return pieces;

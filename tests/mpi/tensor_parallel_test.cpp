@@ -10,6 +10,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,9 @@ struct Scenario {
   int world_size = 2;
   ParallelMapping mapping;
 };
+
+// gtest names a failing scenario by this instead of its bytes.
+void PrintTo(const Scenario& scenario, std::ostream* out) { *out << scenario.name; }
 
 // The zoo model with dense layers only: MoE with TP needs sequence parallelism.
 const std::vector<std::string> kDense = {"--num-experts", "", "--moe-layer-freq", ""};

@@ -25,9 +25,8 @@ TensorParallelSplit tensor_parallel_split(const dist::TensorParallelRegions& tp,
 
 class ColumnParallelLinear {
  public:
-  // `out_features` is the one-rank width. With gather_input false the input
-  // already holds every token (it is the output of another column-parallel
-  // block's region) and the backward returns the partial input gradient.
+  // `out_features` is the one-rank width; `partition_stride` as
+  // TensorParallelSplit says (2 for a fused SwiGLU [gate; up]).
   ColumnParallelLinear(const std::string& prefix, int64_t in_features, int64_t out_features, float std,
                        uint64_t seed, const dist::TensorParallelRegions& tp, bool with_bias = false,
                        int partition_stride = 1);

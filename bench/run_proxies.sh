@@ -21,7 +21,7 @@ ITERS=${ITERS:-6}
 WARMUP=${WARMUP:-2}
 RUNS_DIR=${RUNS_DIR:-bench/runs}
 RESULTS=${RESULTS:-bench/results/moebench.jsonl}
-COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+COMMIT=${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
 if ! git diff --quiet HEAD 2>/dev/null; then COMMIT="${COMMIT}-dirty"; fi
 GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 GPU=${GPU:-unknown}

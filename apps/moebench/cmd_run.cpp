@@ -1,8 +1,10 @@
 // `moebench run`: train, as Megatron's pretrain_gpt.py does: resolve the
 // flags, check them, write the resolved config into the output directory,
 // build the model, train on the data and log every iteration. Started by
-// mpirun or srun on several ranks, it trains data-parallel over all of them;
-// rank 0 alone prints and writes the config, metrics and TensorBoard events.
+// mpirun or srun on several ranks, it trains over all of them with the
+// mapping's TP (with SP), PP, EP and data parallelism; rank 0 alone prints and writes the
+// config, metrics and TensorBoard events (with PP the trainer gives it the
+// last stage's loss).
 #include <unistd.h>
 
 #include <cstdio>
@@ -112,21 +114,10 @@ void reject_unsupported(const config::FlagMap& flags, const config::ParallelConf
                 ") needs the CUDA engine on Hopper GPUs; the CPU engine trains in float32: use PR=bf16");
   if (p.context > 1)
     throw Error("CP=" + std::to_string(p.context) + ": context parallelism is not available in the CPU engine; set CP=1");
-  for (auto [name, size] : {std::pair{"PP", p.pipeline}, {"VPP", p.virtual_stages}})
-    if (size > 1)
-      throw Error(std::string(name) + "=" + std::to_string(size) +
-                  ": pipeline parallelism is not available in the CPU engine yet (data, tensor and expert "
-                  "parallelism are: the " + std::to_string(p.world_size) +
-                  " rank(s) of this run train as TP=" + std::to_string(p.tensor) + " x DP=" +
-                  std::to_string(p.data_parallel()) + ", EP dividing DP x TP); set PP and VPP to 1");
-  // Until the plain Adam optimizer adds the other ep ranks' experts to its
-  // gradient norm, expert parallelism clips by the distributed optimizer's.
-  if (p.expert > 1 && !p.distributed_optimizer)
-    throw Error("EP=" + std::to_string(p.expert) +
-                " trains with the distributed optimizer only for now; add --use-distributed-optimizer");
 }
 
 // --device cpu|cuda; without it the GPU when this build has CUDA and one is present.
+// The GPU engine trains one rank: parallel runs train on the CPU.
 model::ModelPlacement choose_placement(const config::FlagMap& flags, int world_size) {
   const std::string device = flags.get_string("--device", "");
   if (!device.empty() && device != "cpu" && device != "cuda")
@@ -138,7 +129,8 @@ model::ModelPlacement choose_placement(const config::FlagMap& flags, int world_s
   if (gpus > 0 && (device == "cuda" || world_size == 1)) {
     if (world_size > 1)
       throw Error("--device cuda with " + std::to_string(world_size) +
-                  " ranks: data parallelism on the GPU is not supported yet; run one rank or --device cpu");
+                  " ranks: data, tensor, pipeline and expert parallelism on the GPU are not supported yet; run one "
+                  "rank or --device cpu");
     cudaSetDevice(0);
     enable_cuda_tensors();
     return model::ModelPlacement::cuda(0);
@@ -207,10 +199,10 @@ int train_on_this_rank(const dist::World& world, const std::vector<std::string>&
                 model_config.hidden_size, model_config.moe.num_experts, parallel.micro_batch, parallel.global_batch,
                 parallel.num_microbatches(), train_config.train_iters);
     // The GPU engine trains in Megatron's bf16 mixed precision; the CPU engine is the float32 reference.
-    std::printf("engine: %s, %d rank%s (DP=%d, EP=%d, TP=%d%s%s); %s; output in %s\n",
+    std::printf("engine: %s, %d rank%s (DP=%d, PP=%d, VPP=%d, EP=%d, TP=%d%s%s); %s; output in %s\n",
                 placement_of_run.device.is_cuda() ? "GPU (cuda:0), bf16 mixed precision" : "CPU, float32", world_size,
-                world_size == 1 ? "" : "s", parallel.data_parallel(), parallel.expert, parallel.tensor,
-                parallel.sequence_parallel ? " with sequence parallelism" : "",
+                world_size == 1 ? "" : "s", parallel.data_parallel(), parallel.pipeline, parallel.virtual_stages,
+                parallel.expert, parallel.tensor, parallel.sequence_parallel ? " with sequence parallelism" : "",
                 parallel.distributed_optimizer ? ", distributed optimizer" : "", run_data.description.c_str(),
                 output_dir.c_str());
     std::fflush(stdout);
@@ -224,7 +216,10 @@ int train_on_this_rank(const dist::World& world, const std::vector<std::string>&
                                             .pipeline = parallel.pipeline});
 
   const model::ModelPlacement& placement = placement_of_run;
-  model::GPTModel gpt(model_config, seed, model::ModelConventions{}, placement, parallel_state);
+  // This rank's pipeline stage: its layers only (all of them with PP=1).
+  const int stage = parallel_state.membership(GroupKind::kPipeline).rank_in_group;
+  model::GPTModel gpt(model_config, seed, model::ModelConventions{}, placement, parallel_state,
+                      model::PipelineStageLayout::of_stage(parallel, model_config.num_layers, stage));
   load_hf_checkpoint(gpt, train_config);
   train::TrainableModelRef<model::GPTModel> trainable(gpt);
   std::optional<IterationLog> log;
@@ -240,7 +235,7 @@ int train_on_this_rank(const dist::World& world, const std::vector<std::string>&
   }
   const train::TrainingSetup setup{train_config, parallel, model_config.seq_length,
                                    train::flops_per_iteration(model_config, parallel.global_batch),
-                                   flags.to_arguments()};
+                                   flags.to_arguments(), model_config.hidden_size};
   train::Trainer trainer(trainable, setup, parallel_state, *run_data.train,
                          run_data.validation ? *run_data.validation : *run_data.train, std::move(observer));
   if (flags.has("--ckpt-convert-save")) return save_converted_checkpoint(trainer, flags, reporting_rank);

@@ -4,8 +4,6 @@
 // batch, with the plain Adam optimizer and with the distributed optimizer,
 // for zoo models. With EP > 1 (folded into DP) each rank holds its ep rank's
 // experts only, which must equal the one-rank run's experts of those names.
-// Every rank also runs the one-rank reference itself: the models are tiny
-// and it needs no communication.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -14,70 +12,62 @@
 
 #include "moebench/dist/single_rank_communicator.h"
 #include "mpi_test_world.h"
-#include "parallel_training_harness.h"
+#include "zoo_training.h"
 
 namespace moebench::train {
 namespace {
 
-using testing::ParallelMapping;
+class DataParallelTraining : public ::testing::TestWithParam<ZooRun> {};
 
-struct Scenario {
-  std::string model;
-  bool distributed_optimizer = false;
-  int expert_parallel = 1;   // EP of the parallel run; the reference always has EP 1
-  std::string dispatcher;    // --moe-token-dispatcher-type; empty: the model's own
-};
-
-ParallelMapping mapping_of(const Scenario& scenario) {
-  return {.expert = scenario.expert_parallel,
-          .distributed_optimizer = scenario.distributed_optimizer,
-          .dispatcher = scenario.dispatcher};
+int64_t expert_count(const ZooOutcome& outcome) {
+  return std::ranges::count_if(outcome.weights, [](const model::Parameter& p) { return p.is_expert; });
 }
-
-class DataParallelTraining : public ::testing::TestWithParam<Scenario> {};
 
 TEST_P(DataParallelTraining, MatchesOneRankOnTheSameGlobalBatch) {
   dist::Communicator& world = dist::test_world();
   if (world.size() % GetParam().expert_parallel != 0)
     GTEST_SKIP() << "EP=" << GetParam().expert_parallel << " needs a multiple of its ranks";
-  const ParallelMapping mapping = mapping_of(GetParam());
-  const testing::Outcome parallel = testing::train_on(world, GetParam().model, mapping);
+  const ZooOutcome parallel = train_zoo_model(world, GetParam());
   dist::SingleRankCommunicator one_rank;
-  const testing::Outcome reference = testing::train_on(one_rank, GetParam().model, mapping.one_rank());
-  const testing::WorstDifferences worst = testing::expect_same_training(parallel, reference);
+  const ZooOutcome reference = train_zoo_model(one_rank, GetParam().one_rank());
 
-  // Each rank holds its local experts only; the ep ranks together hold every expert.
-  auto count_experts = [](const testing::Outcome& outcome) {
-    return std::count_if(outcome.weights.begin(), outcome.weights.end(),
-                         [](const model::Parameter& p) { return p.is_expert; });
-  };
-  const auto expert_weights = count_experts(parallel), reference_expert_weights = count_experts(reference);
-  EXPECT_EQ(expert_weights * GetParam().expert_parallel, reference_expert_weights);
-  EXPECT_EQ(parallel.weights.size() - size_t(expert_weights),
-            reference.weights.size() - size_t(reference_expert_weights));
+  const ZooDifferences worst = expect_matches_one_rank(parallel, reference);
+  // The ep ranks together hold every expert; every rank holds every dense parameter.
+  const int64_t experts = expert_count(parallel), reference_experts = expert_count(reference);
+  EXPECT_EQ(experts * GetParam().expert_parallel, reference_experts);
+  EXPECT_EQ(int64_t(parallel.weights.size()) - experts, int64_t(reference.weights.size()) - reference_experts);
   if (world.rank() == 0)
     std::printf("[ info ] %d ranks (EP=%d) vs 1: largest relative difference of losses %.2e, grad norms %.2e, weights %.2e\n",
                 world.size(), GetParam().expert_parallel, worst.loss, worst.grad_norm, worst.weight);
 }
 
+ZooRun run(const std::string& model, bool distributed_optimizer, int expert_parallel = 1,
+           const std::string& dispatcher = "") {
+  return {.model = model,
+          .distributed_optimizer = distributed_optimizer,
+          .expert_parallel = expert_parallel,
+          .dispatcher = dispatcher};
+}
+
 INSTANTIATE_TEST_SUITE_P(ZooModels, DataParallelTraining,
-                         ::testing::Values(Scenario{"tiny-mixtral", false, 1, ""}, Scenario{"tiny-mixtral", true, 1, ""},
-                                           Scenario{"tiny-deepseek-v2", false, 1, ""},
-                                           Scenario{"tiny-deepseek-v2", true, 1, ""},
+                         ::testing::Values(run("tiny-mixtral", false), run("tiny-mixtral", true),
+                                           run("tiny-deepseek-v2", false), run("tiny-deepseek-v2", true),
                                            // Aux-loss-free routing: expert biases move by the counts of all ranks.
-                                           Scenario{"tiny-deepseek-v3", true, 1, ""},
+                                           run("tiny-deepseek-v3", true),
                                            // Expert parallelism: EP2 (x expert-DP2 on 4 ranks) and EP4,
                                            // for both EP dispatchers; tiny-deepseek-v2 adds shared
                                            // experts and a dense first layer.
-                                           Scenario{"tiny-mixtral", true, 2, "alltoall"},
-                                           Scenario{"tiny-mixtral", true, 2, "allgather"},
-                                           Scenario{"tiny-mixtral", true, 4, "alltoall"},
-                                           Scenario{"tiny-mixtral", true, 4, "allgather"},
-                                           Scenario{"tiny-deepseek-v2", true, 2, "alltoall"},
-                                           Scenario{"tiny-deepseek-v2", true, 2, "allgather"},
-                                           Scenario{"tiny-deepseek-v2", true, 4, "alltoall"},
-                                           Scenario{"tiny-deepseek-v2", true, 4, "allgather"}),
-                         [](const ::testing::TestParamInfo<Scenario>& info) {
+                                           run("tiny-mixtral", true, 2, "alltoall"),
+                                           run("tiny-mixtral", true, 2, "allgather"),
+                                           run("tiny-mixtral", true, 4, "alltoall"),
+                                           run("tiny-mixtral", true, 4, "allgather"),
+                                           run("tiny-deepseek-v2", true, 2, "alltoall"),
+                                           run("tiny-deepseek-v2", true, 2, "allgather"),
+                                           run("tiny-deepseek-v2", true, 4, "alltoall"),
+                                           run("tiny-deepseek-v2", true, 4, "allgather"),
+                                           // Plain Adam adds the other ep ranks' experts to its norm.
+                                           run("tiny-mixtral", false, 2, "alltoall")),
+                         [](const ::testing::TestParamInfo<ZooRun>& info) {
                            std::string name = info.param.model + (info.param.distributed_optimizer
                                                                       ? "_distributed_optimizer"
                                                                       : "_adam");

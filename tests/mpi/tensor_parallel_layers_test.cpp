@@ -17,12 +17,12 @@
 #include "moebench/model/vocab_parallel_cross_entropy.h"
 #include "moebench/ops/cross_entropy.h"
 #include "mpi_test_world.h"
-#include "parallel_training_harness.h"
+#include "zoo_training.h"
 
 namespace moebench::model {
 namespace {
 
-using train::testing::relative_difference;
+using train::relative_difference;
 
 constexpr uint64_t kSeed = 1234;
 constexpr double kTolerance = 1e-6;

@@ -6,37 +6,27 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <unistd.h>
-
 #include <cstdio>
-#include <filesystem>
 #include <ostream>
 #include <string>
 #include <vector>
 
-#include "moebench/ckpt/native_model.h"
 #include "moebench/core/error.h"
 #include "moebench/dist/single_rank_communicator.h"
 #include "mpi_test_world.h"
-#include "parallel_training_harness.h"
+#include "zoo_training.h"
 
 namespace moebench::train {
 namespace {
 
-using testing::ParallelMapping;
-
 struct Scenario {
   std::string name;
-  std::string model;
   int world_size = 2;
-  ParallelMapping mapping;
+  ZooRun run;
 };
 
 // gtest names a failing scenario by this instead of its bytes.
 void PrintTo(const Scenario& scenario, std::ostream* out) { *out << scenario.name; }
-
-// The zoo model with dense layers only: MoE with TP needs sequence parallelism.
-const std::vector<std::string> kDense = {"--num-experts", "", "--moe-layer-freq", ""};
 
 class TensorParallelTraining : public ::testing::TestWithParam<Scenario> {};
 
@@ -44,12 +34,12 @@ TEST_P(TensorParallelTraining, MatchesOneRankOnTheSameGlobalBatch) {
   dist::Communicator& world = dist::test_world();
   const Scenario& scenario = GetParam();
   if (world.size() != scenario.world_size) GTEST_SKIP() << "runs on " << scenario.world_size << " ranks";
-  const testing::Outcome parallel = testing::train_on(world, scenario.model, scenario.mapping);
+  const ZooOutcome parallel = train_zoo_model(world, scenario.run);
   dist::SingleRankCommunicator one_rank;
-  const testing::Outcome reference = testing::train_on(one_rank, scenario.model, scenario.mapping.one_rank());
-  const testing::WorstDifferences worst = testing::expect_same_training(parallel, reference);
+  const ZooOutcome reference = train_zoo_model(one_rank, scenario.run.one_rank());
+  const ZooDifferences worst = expect_matches_one_rank(parallel, reference);
   // Without EP every rank holds every parameter, gathered to its one-rank shape.
-  if (scenario.mapping.expert == 1) {
+  if (scenario.run.expert_parallel == 1) {
     EXPECT_EQ(parallel.weights.size(), reference.weights.size());
   }
   if (world.rank() == 0)
@@ -61,53 +51,41 @@ INSTANTIATE_TEST_SUITE_P(
     ZooModels, TensorParallelTraining,
     ::testing::Values(
         // GQA + MoE; MBS 2 puts two sequences in each microbatch's token rows.
-        Scenario{"tiny_mixtral_tp2_sp", "tiny-mixtral", 2, {.tensor = 2, .micro_batch = 2}},
+        Scenario{"tiny_mixtral_tp2_sp", 2, {.model = "tiny-mixtral", .tensor_parallel = 2, .micro_batch = 2}},
         // MLA with q-LoRA, shared experts, a dense first layer, per-sequence aux loss.
-        Scenario{"tiny_deepseek_v2_tp2_sp", "tiny-deepseek-v2", 2, {.tensor = 2, .micro_batch = 2}},
+        Scenario{"tiny_deepseek_v2_tp2_sp", 2, {.model = "tiny-deepseek-v2", .tensor_parallel = 2, .micro_batch = 2}},
         // Without sequence parallelism (dense variants); Qwen3's q/k layernorms see half the heads each.
-        Scenario{"tiny_mixtral_dense_tp2", "tiny-mixtral", 2,
-                 {.tensor = 2, .sequence_parallel = false, .extra_flags = kDense}},
-        Scenario{"tiny_deepseek_v2_dense_tp2", "tiny-deepseek-v2", 2,
-                 {.tensor = 2, .sequence_parallel = false, .extra_flags = kDense}},
-        Scenario{"tiny_qwen3_moe_dense_tp2", "tiny-qwen3-moe", 2,
-                 {.tensor = 2, .sequence_parallel = false, .extra_flags = kDense}},
+        Scenario{"tiny_mixtral_dense_tp2", 2,
+                 {.model = "tiny-mixtral", .tensor_parallel = 2, .sequence_parallel = false, .flags = kZooDenseFlags}},
+        Scenario{"tiny_deepseek_v2_dense_tp2", 2,
+                 {.model = "tiny-deepseek-v2", .tensor_parallel = 2, .sequence_parallel = false, .flags = kZooDenseFlags}},
+        Scenario{"tiny_qwen3_moe_dense_tp2", 2,
+                 {.model = "tiny-qwen3-moe", .tensor_parallel = 2, .sequence_parallel = false, .flags = kZooDenseFlags}},
         // TP2 x EP2 on 4 ranks: the ep groups fold over the tp ranks.
-        Scenario{"tiny_mixtral_tp2_ep2_alltoall", "tiny-mixtral", 4,
-                 {.tensor = 2, .expert = 2, .distributed_optimizer = true, .dispatcher = "alltoall"}},
-        Scenario{"tiny_deepseek_v2_tp2_ep2_allgather", "tiny-deepseek-v2", 4,
-                 {.tensor = 2, .expert = 2, .distributed_optimizer = true, .dispatcher = "allgather"}},
+        Scenario{"tiny_mixtral_tp2_ep2_alltoall", 4,
+                 {.model = "tiny-mixtral",
+                  .distributed_optimizer = true,
+                  .tensor_parallel = 2,
+                  .expert_parallel = 2,
+                  .dispatcher = "alltoall"}},
+        Scenario{"tiny_deepseek_v2_tp2_ep2_allgather", 4,
+                 {.model = "tiny-deepseek-v2",
+                  .distributed_optimizer = true,
+                  .tensor_parallel = 2,
+                  .expert_parallel = 2,
+                  .dispatcher = "allgather"}},
         // TP2 x DP2 on 4 ranks, with the distributed optimizer and with plain Adam.
-        Scenario{"tiny_mixtral_tp2_dp2_distributed_optimizer", "tiny-mixtral", 4,
-                 {.tensor = 2, .distributed_optimizer = true}},
-        Scenario{"tiny_deepseek_v2_tp2_dp2_adam", "tiny-deepseek-v2", 4, {.tensor = 2}}),
+        Scenario{"tiny_mixtral_tp2_dp2_distributed_optimizer", 4,
+                 {.model = "tiny-mixtral", .distributed_optimizer = true, .tensor_parallel = 2}},
+        Scenario{"tiny_deepseek_v2_tp2_dp2_adam", 4, {.model = "tiny-deepseek-v2", .tensor_parallel = 2}}),
     [](const ::testing::TestParamInfo<Scenario>& info) { return info.param.name; });
-
-// A TP2 run's checkpoint holds the one-rank tensors (the shards of the
-// split weights, their distributed Adam moments, the replicated weights
-// once): a one-rank model loaded from it has the run's gathered weights.
-TEST(TensorParallelCheckpoint, HoldsTheOneRankTensors) {
-  dist::Communicator& world = dist::test_world();
-  if (world.size() != 2) GTEST_SKIP() << "runs on 2 ranks";
-  Tensor stamp = Tensor::from_vector(std::vector<int64_t>{int64_t(::getpid())});
-  world.broadcast(stamp, 0);
-  const std::filesystem::path directory =
-      std::filesystem::temp_directory_path() / ("moebench_tp_checkpoint_" + std::to_string(stamp.data<int64_t>()[0]));
-  const testing::Outcome outcome = testing::train_on(
-      world, "tiny-deepseek-v2", {.tensor = 2, .distributed_optimizer = true, .micro_batch = 2, .save = directory});
-  model::GPTModel loaded = ckpt::load_native_model(ckpt::NativeCheckpoint(directory));
-  EXPECT_EQ(outcome.weights.size(), loaded.parameters().size());
-  for (const model::Parameter& saved : outcome.weights)
-    EXPECT_EQ(testing::relative_difference(loaded.parameter(saved.name).value, saved.value), 0.0) << saved.name;
-  world.barrier();
-  if (world.rank() == 0) std::filesystem::remove_all(directory);
-}
 
 // Bad mappings fail in validation, before any group is built (a world of 4
 // ranks, whatever the test world: nothing communicates).
 TEST(TensorParallelValidation, RejectsMappingsThatDoNotSplit) {
-  auto error_of = [](const std::string& model, const ParallelMapping& mapping) -> std::string {
+  auto error_of = [](const ZooRun& run) -> std::string {
     try {
-      testing::configured_run(model, 4, mapping);
+      validate_zoo_run(run, 4);
     } catch (const Error& e) {
       return e.what();
     }
@@ -115,12 +93,13 @@ TEST(TensorParallelValidation, RejectsMappingsThatDoNotSplit) {
   };
   using ::testing::HasSubstr;
   // tiny-mixtral has 2 query groups.
-  EXPECT_THAT(error_of("tiny-mixtral", {.tensor = 4}), HasSubstr("num-query-groups 2 is not divisible by TP=4"));
-  EXPECT_THAT(error_of("tiny-mixtral", {.tensor = 2, .sequence_parallel = false}),
+  EXPECT_THAT(error_of({.model = "tiny-mixtral", .tensor_parallel = 4}),
+              HasSubstr("num-query-groups 2 is not divisible by TP=4"));
+  EXPECT_THAT(error_of({.model = "tiny-mixtral", .tensor_parallel = 2, .sequence_parallel = false}),
               HasSubstr("MoE with TP=2 needs sequence parallelism"));
-  EXPECT_THAT(error_of("tiny-mixtral", {.tensor = 2, .extra_flags = {"--expert-tensor-parallel-size", "2"}}),
+  EXPECT_THAT(error_of({.model = "tiny-mixtral", .tensor_parallel = 2, .flags = {"--expert-tensor-parallel-size", "2"}}),
               HasSubstr("--expert-tensor-parallel-size 2"));
-  EXPECT_EQ(error_of("tiny-mixtral", {.tensor = 2}), "");
+  EXPECT_EQ(error_of({.model = "tiny-mixtral", .tensor_parallel = 2}), "");
 }
 
 }  // namespace

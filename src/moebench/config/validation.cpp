@@ -105,6 +105,12 @@ void validate_pipeline(const ModelConfig& m, const ParallelConfig& p) {
       require(stage_layers[stage] % p.virtual_stages == 0,
               "pipeline stage " + to_string(stage) + " holds " + to_string(stage_layers[stage]) +
                   " layers, not divisible by VPP=" + to_string(p.virtual_stages));
+    // Megatron's interleaved schedule walks the microbatches in groups of PP.
+    require(p.num_microbatches() % p.pipeline == 0,
+            "VPP=" + to_string(p.virtual_stages) + " (the interleaved schedule) needs the number of microbatches, "
+            "GBS / (MBS x DP) = " + to_string(p.global_batch) + " / (" + to_string(p.micro_batch) + " x " +
+                to_string(p.data_parallel()) + ") = " + to_string(p.num_microbatches()) +
+                ", to be a multiple of PP=" + to_string(p.pipeline) + "; change GBS, MBS or the data-parallel size");
   }
 }
 

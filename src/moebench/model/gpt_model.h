@@ -2,6 +2,15 @@
 // The GPT model of Megatron-Core: embedding, transformer layers (attention
 // GQA or MLA; MLP dense or MoE), final RMSNorm, untied output layer and
 // cross-entropy. Explicit forward and backward, no autograd graph.
+//
+// With pipeline parallelism a GPTModel is one pipeline rank's part of the
+// model (PipelineStageLayout): the layers of its model chunks under their
+// global names, the embedding on the first stage, the final norm, output
+// layer and loss on the last. Its chunks run one (microbatch, chunk) pass at
+// a time (forward_chunk / backward_chunk), several passes in flight. The
+// hidden states between stages are [B, S, h]; under sequence parallelism
+// each tp rank passes on its B x S / TP token rows, shaped [B, S / TP, h]
+// (as Megatron's p2p shape [S / TP, B, h]).
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -12,6 +21,7 @@
 #include "moebench/dist/parallel_state.h"
 #include "moebench/model/model_conventions.h"
 #include "moebench/model/parameter.h"
+#include "moebench/model/pipeline_stage_layout.h"
 
 namespace moebench::model {
 
@@ -20,6 +30,18 @@ struct ForwardOutput {
   double aux_loss = 0;        // load-balancing + z-loss terms, already scaled by their coefficients
   Tensor logits;              // [B, S, padded vocab / TP] when requested, else undefined: float32 on the
                               // CPU, the compute dtype (bf16) on the model's GPU
+  Tensor hidden;              // forward_chunk: the chunk's output [B, S, h] ([B, S / TP, h] under
+                              // SP) for the next virtual stage; undefined on the last one
+};
+
+// What one model chunk's forward reads. The first virtual stage embeds
+// input_ids, every other one continues from `hidden`; the last virtual stage
+// computes the loss from labels and loss_mask (without labels: no loss).
+struct ChunkInput {
+  Tensor hidden;     // [B, S, h] ([B, S / TP, h] under SP): the previous virtual stage's output
+  Tensor input_ids;  // int64 [B, S]
+  Tensor labels;     // int64 [B, S]
+  Tensor loss_mask;  // float32 [B, S]; undefined: all ones
 };
 
 // Where a model computes, as Megatron's mixed precision: on a CUDA device the
@@ -56,9 +78,17 @@ class GPTModel {
   // one-rank names, with the one-rank values; Parameter::tensor_parallel says
   // which), sequence-parallel when config.sequence_parallel, and forward and
   // backward are collective over tp. CPU float32 only: EP > 1 or TP > 1 on a
-  // CUDA placement throws Error.
+  // CUDA placement throws Error. The whole model: the pp group must have one
+  // rank (else build a stage with the constructor below).
   GPTModel(const config::ModelConfig& config, uint64_t seed, const ModelConventions& conventions,
            const ModelPlacement& placement, const dist::ParallelState& parallel_state);
+  // The same as one pipeline rank: only `layout`'s layers (and the embedding
+  // or output layer where it says), with the values the one-rank model gives
+  // the same names. `layout` must be for the pp group's size and this rank's
+  // stage in it. CPU float32 only: PP > 1 on a CUDA placement throws Error.
+  GPTModel(const config::ModelConfig& config, uint64_t seed, const ModelConventions& conventions,
+           const ModelPlacement& placement, const dist::ParallelState& parallel_state,
+           const PipelineStageLayout& layout);
   // Moves a model built on the CPU (e.g. after ckpt::load_hf_weights wrote its
   // float32 values) to `placement`, as the constructor above would have placed
   // it; gradients restart at zero. Once only: the model must still be on the CPU.
@@ -70,12 +100,28 @@ class GPTModel {
   // input_ids int64 [B, S]; labels int64 [B, S] (may be undefined: then no loss);
   // loss_mask float32 [B, S] (may be undefined: all ones). Keeps what backward needs.
   // Inputs on the host are copied to the model's device first. On a GPU the
-  // losses are read back once (the one wait per microbatch).
+  // losses are read back once (the one wait per microbatch). The whole model
+  // only: a pipeline stage runs forward_chunk.
   ForwardOutput forward(const Tensor& input_ids, const Tensor& labels, const Tensor& loss_mask,
                         bool keep_logits = false);
   // Backpropagates d(lm_loss + aux_loss) scaled by `loss_scale` (e.g. 1/num_microbatches),
   // accumulating into every parameter's grad.
   void backward(double loss_scale);
+
+  // Pipeline parallelism: model chunk `chunk`'s forward on microbatch
+  // `microbatch`, keeping what its backward needs until backward_chunk (or
+  // discard_chunk) with the same two numbers. lm_loss is set on the last
+  // virtual stage; aux_loss holds the chunk's MoE layers' losses.
+  ForwardOutput forward_chunk(int microbatch, int chunk, const ChunkInput& input);
+  // Backpropagates that pass: `output_grad` (shaped as the output) is the gradient of its
+  // output (undefined on the last virtual stage, which starts from
+  // d(lm_loss) x loss_scale); the chunk's aux losses add their gradient x
+  // loss_scale. Returns the gradient of the chunk's input (shaped as it) for the
+  // previous virtual stage, undefined on the first.
+  Tensor backward_chunk(int microbatch, int chunk, const Tensor& output_grad, double loss_scale);
+  // Drops what a forward kept when no backward follows (evaluation).
+  void discard_chunk(int microbatch, int chunk);
+  const PipelineStageLayout& pipeline_layout() const;
 
   std::vector<Parameter*> parameters();
   Parameter& parameter(const std::string& name);  // throws Error naming the unknown parameter

@@ -11,8 +11,8 @@
 namespace moebench::train {
 
 AdamOptimizer::AdamOptimizer(std::vector<model::Parameter*> parameters, const AdamOptions& options,
-                             dist::Communicator* tensor_parallel_group)
-    : parameters_(std::move(parameters)), options_(options), tensor_parallel_group_(tensor_parallel_group) {
+                             const dist::ParallelState* parallel_state)
+    : parameters_(std::move(parameters)), options_(options), parallel_state_(parallel_state) {
   on_device_ = !parameters_.empty() && parameters_.front()->value.defined() &&
                parameters_.front()->value.device().is_cuda();
   if (on_device_) {
@@ -43,19 +43,28 @@ AdamOptimizer::AdamOptimizer(std::vector<model::Parameter*> parameters, const Ad
 }
 
 double AdamOptimizer::gradient_norm() const {
-  const int tp_rank = tensor_parallel_group_ ? tensor_parallel_group_->rank() : 0;
-  std::vector<const Tensor*> grads;
-  for (const model::Parameter* p : parameters_)
-    if (!model::is_tensor_parallel_duplicate(*p, tp_rank)) grads.push_back(&p->grad);
-  double squares = ops::sum_of_squares(grads);
-  // Data-parallel gradients are identical after their all-reduce; tensor-parallel
-  // shards add their squared sums before the square root.
-  if (tensor_parallel_group_ && tensor_parallel_group_->size() > 1) {
-    Tensor total = Tensor::from_vector(std::vector<double>{squares});
-    tensor_parallel_group_->all_reduce(total, dist::ReduceOp::kSum);
-    squares = total.data<double>()[0];
-  }
-  return std::sqrt(squares);
+  const auto squares_of = [this](auto selected) {
+    std::vector<const Tensor*> grads;
+    for (const model::Parameter* p : parameters_)
+      if (selected(*p)) grads.push_back(&p->grad);
+    return grads.empty() ? 0.0 : ops::sum_of_squares(grads);
+  };
+  dist::Communicator* dense_group = parallel_state_ ? &parallel_state_->group(GroupKind::kModel) : nullptr;
+  dist::Communicator* expert_group =
+      parallel_state_ ? &parallel_state_->group(GroupKind::kExpertTensorExpertPipeline) : nullptr;
+  if (!dense_group || (dense_group->size() == 1 && expert_group->size() == 1))
+    return std::sqrt(squares_of([](const model::Parameter&) { return true; }));  // on a GPU: one read-back
+
+  // A dense parameter replicated over tp counts on tp rank 0 only; an expert
+  // is never repeated within tp_ep_pp (its replicas are over expt_dp).
+  const int tp_rank = parallel_state_->group(GroupKind::kTensor).rank();
+  Tensor dense = Tensor::from_vector(std::vector<double>{squares_of([tp_rank](const model::Parameter& p) {
+    return !p.is_expert && !model::is_tensor_parallel_duplicate(p, tp_rank);
+  })});
+  Tensor experts = Tensor::from_vector(std::vector<double>{squares_of([](const model::Parameter& p) { return p.is_expert; })});
+  if (dense_group->size() > 1) dense_group->all_reduce(dense, dist::ReduceOp::kSum);
+  if (expert_group->size() > 1) expert_group->all_reduce(experts, dist::ReduceOp::kSum);
+  return std::sqrt(dense.data<double>()[0] + experts.data<double>()[0]);
 }
 
 std::vector<ckpt::ShardedTensor> AdamOptimizer::state_pieces() {

@@ -13,7 +13,7 @@
 #include <memory>
 #include <vector>
 
-#include "moebench/dist/communicator.h"
+#include "moebench/dist/parallel_state.h"
 #include "moebench/model/parameter.h"
 #include "moebench/ops/adam.h"
 #include "moebench/train/optimizer.h"
@@ -23,10 +23,10 @@ namespace moebench::train {
 class AdamOptimizer final : public Optimizer {
  public:
   // Keeps the pointers: the parameters must outlive the optimizer. Each gets
-  // zeroed fp32 moments of its own size. With a tp group of more than one rank
-  // (kept by reference), the gradient norm sums over it.
+  // zeroed fp32 moments of its own size. `parallel_state` (kept by reference;
+  // null: one rank) says over which ranks the gradient norm is taken.
   AdamOptimizer(std::vector<model::Parameter*> parameters, const AdamOptions& options,
-                dist::Communicator* tensor_parallel_group = nullptr);
+                const dist::ParallelState* parallel_state = nullptr);
 
   // Clips the gradients by the global norm (scaling them in place by
   // clip_grad / (norm + 1e-6) when that is below 1, as Megatron) and updates
@@ -34,9 +34,13 @@ class AdamOptimizer final : public Optimizer {
   // parameters, moments and step count stay as they were.
   OptimizerStep step(double lr) override;
 
-  // Global L2 norm of the current gradients. With data or model parallelism
-  // the squared sum is reduced over the ranks that hold distinct gradients:
-  // over tp, each parameter replicated over it counted on tp rank 0 only.
+  // Global L2 norm of the current gradients, as Megatron's
+  // get_grad_norm_fp32: data-parallel replicas hold the same (all-reduced)
+  // gradients, so the squared sums are added over the ranks that hold
+  // distinct ones: dense parameters over mp (tp-pp: each stage its layers,
+  // each tp rank its slices; a parameter replicated over tp counted on tp
+  // rank 0 only), routed experts over tp_ep_pp (each ep rank its experts).
+  // Collective over those groups when they have several ranks.
   double gradient_norm() const;
 
   std::vector<ckpt::ShardedTensor> state_pieces() override;
@@ -57,7 +61,7 @@ class AdamOptimizer final : public Optimizer {
   std::vector<Tensor> device_moments_;                     // f32 m and v per parameter (GPU)
   std::unique_ptr<ops::MultiTensorAdam> decayed_, not_decayed_;  // the two weight-decay groups (GPU)
   AdamOptions options_;
-  dist::Communicator* tensor_parallel_group_ = nullptr;
+  const dist::ParallelState* parallel_state_;
   int64_t steps_taken_ = 0;
 };
 

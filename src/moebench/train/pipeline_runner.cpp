@@ -56,4 +56,18 @@ void run_pipeline_schedule(const PipelineSchedule& schedule, PipelineStageModel&
   }
 }
 
+void run_pipeline_forward_only(int model_chunks, int microbatches, PipelineStageModel& model,
+                               dist::PipelineP2P& p2p) {
+  const int last = p2p.stages() - 1;
+  for (int microbatch = 0; microbatch < microbatches; ++microbatch) {
+    for (int chunk = 0; chunk < model_chunks; ++chunk) {
+      const bool first_virtual_stage = p2p.stage() == 0 && chunk == 0;
+      const bool last_virtual_stage = p2p.stage() == last && chunk == model_chunks - 1;
+      const Tensor input = first_virtual_stage ? Tensor() : p2p.recv_forward();
+      const Tensor output = model.forward(microbatch, chunk, input);
+      if (!last_virtual_stage) p2p.send_forward(output);
+    }
+  }
+}
+
 }  // namespace moebench::train

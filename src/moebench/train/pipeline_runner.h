@@ -39,4 +39,13 @@ class PipelineStageModel {
 void run_pipeline_schedule(const PipelineSchedule& schedule, PipelineStageModel& model,
                            dist::PipelineP2P& p2p);
 
+// Forward passes only (evaluation, Megatron's forward_only): microbatch after
+// microbatch, each through the virtual stages in order; a rank receives each
+// chunk's input from the previous virtual stage and sends its output to the
+// next, one blocking transfer at a time. Every transfer's receiver is the
+// next pass in that order, so none waits on a later one: no deadlock.
+// Collective over the pp group, every rank with the same VPP and M.
+void run_pipeline_forward_only(int model_chunks, int microbatches, PipelineStageModel& model,
+                               dist::PipelineP2P& p2p);
+
 }  // namespace moebench::train

@@ -1,7 +1,8 @@
 #pragma once
 // The order in which one pipeline rank runs the forward and backward passes
-// of one iteration, as Megatron-Core's schedules compute it, and the layers
-// each (stage, model chunk) owns. Pure arithmetic: no communication.
+// of one iteration, as Megatron-Core's schedules compute it (the layers of
+// each (stage, model chunk) are model/pipeline_stage_layout.h's). Pure
+// arithmetic: no communication.
 //
 // Megatron's three schedules:
 //   PP = 1          forward_backward_no_pipelining: F0 B0 F1 B1 ...
@@ -41,7 +42,6 @@
 #include <string>
 #include <vector>
 
-#include "moebench/config/parallel_config.h"
 
 namespace moebench::train {
 
@@ -109,27 +109,5 @@ struct PipelineSchedule {
 // multiple of PP (Megatron's condition: the interleaved schedule walks the
 // microbatches in groups of PP).
 PipelineSchedule pipeline_schedule(int stages, int model_chunks, int microbatches, int stage);
-
-// The layers of one model chunk, [begin, end) in the model's numbering.
-struct LayerRange {
-  int begin;
-  int end;
-  int size() const { return end - begin; }
-  friend bool operator==(const LayerRange&, const LayerRange&) = default;
-};
-
-// The layers that model chunk `model_chunk` of pipeline stage `stage` builds,
-// by Megatron's offset rule (get_transformer_layer_offset): the model is cut
-// into VPP consecutive passes of num_layers / VPP layers; in each pass, stage
-// s holds layers_per_stage(s) / VPP layers right after those of stages 0..s-1
-// (PP_FIRST / VPP on the first stage, PP_LAST / VPP on the last when set).
-// So chunk c of stage s starts at c * num_layers / VPP + sum over s' < s of
-// layers_per_stage(s') / VPP. Megatron's own formula assumes PP_FIRST is set
-// whenever PP_LAST is under VPP; without it, it would give stage 1 stage 0's
-// offset, where this rule places stage 1 after stage 0. Throws Error when a
-// stage's layer count is not divisible by VPP or the stages do not add up to
-// num_layers.
-LayerRange pipeline_chunk_layers(const config::ParallelConfig& parallel, int num_layers, int stage,
-                                 int model_chunk);
 
 }  // namespace moebench::train

@@ -25,6 +25,13 @@ class TrainableModel {
   virtual void update_expert_bias(dist::Communicator& token_count_group) = 0;
   // Untrained state that checkpoints keep (router expert biases); none by default.
   virtual std::vector<model::Buffer> buffers() { return {}; }
+
+  // Pipeline parallelism: one (microbatch, model chunk) pass of this
+  // pipeline rank's part of the model, as GPTModel::forward_chunk,
+  // backward_chunk and discard_chunk. By default the model has no stages: Error.
+  virtual model::ForwardOutput forward_chunk(int microbatch, int chunk, const model::ChunkInput& input);
+  virtual Tensor backward_chunk(int microbatch, int chunk, const Tensor& output_grad, double loss_scale);
+  virtual void discard_chunk(int microbatch, int chunk);
 };
 
 // Adapts any model with GPTModel's member functions, held by reference.
@@ -44,6 +51,22 @@ class TrainableModelRef final : public TrainableModel {
   std::vector<model::Buffer> buffers() override {
     if constexpr (requires { model_.buffers(); }) return model_.buffers();
     return {};
+  }
+  model::ForwardOutput forward_chunk(int microbatch, int chunk, const model::ChunkInput& input) override {
+    if constexpr (requires { model_.forward_chunk(microbatch, chunk, input); })
+      return model_.forward_chunk(microbatch, chunk, input);
+    return TrainableModel::forward_chunk(microbatch, chunk, input);
+  }
+  Tensor backward_chunk(int microbatch, int chunk, const Tensor& output_grad, double loss_scale) override {
+    if constexpr (requires { model_.backward_chunk(microbatch, chunk, output_grad, loss_scale); })
+      return model_.backward_chunk(microbatch, chunk, output_grad, loss_scale);
+    return TrainableModel::backward_chunk(microbatch, chunk, output_grad, loss_scale);
+  }
+  void discard_chunk(int microbatch, int chunk) override {
+    if constexpr (requires { model_.discard_chunk(microbatch, chunk); })
+      model_.discard_chunk(microbatch, chunk);
+    else
+      TrainableModel::discard_chunk(microbatch, chunk);
   }
 
  private:

@@ -45,7 +45,7 @@ std::unique_ptr<Optimizer> make_optimizer(TrainableModel& model, const GradientR
   // optimizer's single shard is the whole model: plain Adam is the same update.
   if (gradients.sync() == GradientSync::kReduceScatter && !on_gpu(model))
     return std::make_unique<DistributedOptimizer>(gradients, state, adam_options(t));
-  return std::make_unique<AdamOptimizer>(model.parameters(), adam_options(t), &state.group(GroupKind::kTensor));
+  return std::make_unique<AdamOptimizer>(model.parameters(), adam_options(t), &state);
 }
 
 // The profiled window of this rank. Several profiled ranks write one trace
@@ -121,6 +121,22 @@ Trainer::Trainer(TrainableModel& model, const TrainingSetup& setup, const dist::
   if (p.num_microbatches() < 1 || p.global_batch != p.num_microbatches() * p.micro_batch * p.data_parallel())
     throw Error("GBS=" + std::to_string(p.global_batch) + " must be a positive multiple of MBS x DP = " +
                 std::to_string(p.micro_batch) + " x " + std::to_string(p.data_parallel()));
+  if (p.pipeline > 1) {
+    dist::Communicator& pipeline = parallel_state.group(GroupKind::kPipeline);
+    if (pipeline.size() != p.pipeline)
+      throw Error("the parallel state has a pp group of " + std::to_string(pipeline.size()) +
+                  " ranks but the setup has PP=" + std::to_string(p.pipeline));
+    if (setup_.hidden_size <= 0 || setup_.seq_length <= 0)
+      throw Error("PP=" + std::to_string(p.pipeline) + " needs the shape of the activations between stages: set "
+                  "TrainingSetup's seq_length and hidden_size, got " + std::to_string(setup_.seq_length) + " and " +
+                  std::to_string(setup_.hidden_size));
+    // Under sequence parallelism each tp rank passes on its share of the tokens (GPTModel's [B, S / TP, h]).
+    const int64_t sequence_shards = p.sequence_parallel ? p.tensor : 1;
+    pipeline_p2p_.emplace(
+        pipeline, std::vector<int64_t>{p.micro_batch, setup_.seq_length / sequence_shards, setup_.hidden_size},
+        DType::F32);
+    pipeline_schedule_ = pipeline_schedule(p.pipeline, p.virtual_stages, p.num_microbatches(), pipeline.rank());
+  }
   if (!setup_.train.load.empty()) {
     const ckpt::TrainingProgress resumed =
         load_training_checkpoint(setup_.train.load, model_, *optimizer_, setup_.train);
@@ -144,16 +160,22 @@ int64_t Trainer::microbatch_start(int64_t batch_start, int microbatch) const {
   return batch_start + int64_t(microbatch) * mbs * setup_.parallel.data_parallel() + data_parallel_rank_ * mbs;
 }
 
-Trainer::StepResult Trainer::train_step(int64_t iteration) {
+data::Microbatch Trainer::read_microbatch(const data::MicrobatchSource& source, int64_t batch_start,
+                                         int microbatch) const {
+  return source.microbatch(microbatch_start(batch_start, microbatch), setup_.parallel.micro_batch);
+}
+
+TrainingPipelineStage Trainer::pipeline_stage(std::function<data::Microbatch(int)> microbatch, double loss_scale,
+                                              TrainingPipelineStage::Mode mode) {
+  return TrainingPipelineStage(model_, std::move(microbatch), pipeline_p2p_->stage(), pipeline_p2p_->stages(),
+                               setup_.parallel.virtual_stages, loss_scale, mode);
+}
+
+void Trainer::forward_backward(StepResult& step) {
   const int microbatches = setup_.parallel.num_microbatches();
-  StepResult step;
-  const obs::ProfileRange range("iteration " + std::to_string(iteration));
-  model_.zero_grad();
-  timers_.start("forward-backward");
   for (int m = 0; m < microbatches; ++m) {
     timers_.start("batch-generator");
-    const data::Microbatch batch =
-        train_data_.microbatch(microbatch_start(consumed_samples_, m), setup_.parallel.micro_batch);
+    const data::Microbatch batch = read_microbatch(train_data_, consumed_samples_, m);
     timers_.stop("batch-generator");
     const model::ForwardOutput out = model_.forward(batch);
     // Each microbatch's loss is a mean over its tokens; scaling by 1/microbatches
@@ -162,13 +184,39 @@ Trainer::StepResult Trainer::train_step(int64_t iteration) {
     step.lm_loss += out.lm_loss / microbatches;
     step.load_balancing_loss += out.aux_loss / microbatches;
   }
+}
+
+void Trainer::forward_backward_pipelined(StepResult& step) {
+  const int microbatches = setup_.parallel.num_microbatches();
+  const auto read = [this](int m) {
+    timers_.start("batch-generator");
+    data::Microbatch batch = read_microbatch(train_data_, consumed_samples_, m);
+    timers_.stop("batch-generator");
+    return batch;
+  };
+  // The same 1/microbatches scaling, applied by every stage's backwards.
+  TrainingPipelineStage stage = pipeline_stage(read, 1.0 / microbatches, TrainingPipelineStage::Mode::kTrain);
+  run_pipeline_schedule(*pipeline_schedule_, stage, *pipeline_p2p_);
+  step.lm_loss = stage.lm_loss_sum() / microbatches;
+  step.load_balancing_loss = stage.aux_loss_sum() / microbatches;
+}
+
+Trainer::StepResult Trainer::train_step(int64_t iteration) {
+  StepResult step;
+  const obs::ProfileRange range("iteration " + std::to_string(iteration));
+  model_.zero_grad();
+  timers_.start("forward-backward");
+  if (pipeline_schedule_)
+    forward_backward_pipelined(step);
+  else
+    forward_backward(step);
   timers_.stop("forward-backward");
   timers_.start("all-grads-sync");
   gradients_.reduce();
   timers_.stop("all-grads-sync");
   // The log shows the loss over the global batch, as one rank would compute it.
   std::vector<double> losses = {step.lm_loss, step.load_balancing_loss};
-  average_over_data_parallel(losses);
+  reduce_over_model(losses);
   step.lm_loss = losses[0];
   step.load_balancing_loss = losses[1];
 
@@ -202,23 +250,29 @@ double Trainer::evaluate() {
   const int microbatches = setup_.parallel.num_microbatches();
   double loss = 0;
   for (int i = 0; i < setup_.train.eval_iters; ++i) {
-    for (int m = 0; m < microbatches; ++m)
-      loss += model_.forward(validation_data_.microbatch(microbatch_start(consumed_validation_samples_, m),
-                                                          setup_.parallel.micro_batch))
-                  .lm_loss;
+    const auto read = [this](int m) { return read_microbatch(validation_data_, consumed_validation_samples_, m); };
+    if (pipeline_p2p_) {
+      TrainingPipelineStage stage = pipeline_stage(read, 1.0, TrainingPipelineStage::Mode::kForwardOnly);
+      run_pipeline_forward_only(setup_.parallel.virtual_stages, microbatches, stage, *pipeline_p2p_);
+      loss += stage.lm_loss_sum();
+    } else {
+      for (int m = 0; m < microbatches; ++m) loss += model_.forward(read(m)).lm_loss;
+    }
     consumed_validation_samples_ += setup_.parallel.global_batch;
   }
   std::vector<double> mean = {loss / (double(setup_.train.eval_iters) * microbatches)};
-  average_over_data_parallel(mean);
+  reduce_over_model(mean);
   return mean[0];
 }
 
-void Trainer::average_over_data_parallel(std::vector<double>& values) const {
-  dist::Communicator& group = parallel_state_.group(GroupKind::kDataWithContext);
-  if (group.size() == 1) return;
+void Trainer::reduce_over_model(std::vector<double>& values) const {
+  dist::Communicator& pipeline = parallel_state_.group(GroupKind::kPipeline);
+  dist::Communicator& data = parallel_state_.group(GroupKind::kDataWithContext);
+  if (pipeline.size() == 1 && data.size() == 1) return;
   Tensor sums = Tensor::from_vector(values);
-  group.all_reduce(sums, dist::ReduceOp::kSum);
-  for (size_t i = 0; i < values.size(); ++i) values[i] = sums.data<double>()[i] / group.size();
+  if (pipeline.size() > 1) pipeline.all_reduce(sums, dist::ReduceOp::kSum);
+  if (data.size() > 1) data.all_reduce(sums, dist::ReduceOp::kSum);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = sums.data<double>()[i] / data.size();
 }
 
 TrainingSummary Trainer::train() {

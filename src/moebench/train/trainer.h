@@ -7,24 +7,37 @@
 // eval-interval iterations; stopping at train-iters or after
 // exit-duration-in-mins. Every rank of the run calls train() together; the
 // records (losses averaged over data-parallel ranks) are the same on each.
+//
+// With PP > 1 the model is this rank's pipeline stage and each iteration's
+// microbatches run through Megatron's 1F1B or interleaved schedule
+// (run_pipeline_schedule), activations and their gradients moving between
+// stages through PipelineP2P. The lm loss exists on the last stage and each
+// stage has its own MoE layers' aux losses: the trainer sums both over the pp
+// group, so every rank (rank 0, which logs, included) records the losses of
+// the whole model, as one rank would log them, and all ranks take the same
+// NaN and skip decisions.
 #include <cstdint>
 #include <functional>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "moebench/config/parallel_config.h"
 #include "moebench/data/microbatch.h"
 #include "moebench/dist/parallel_state.h"
+#include "moebench/dist/pipeline_p2p.h"
 #include "moebench/obs/iteration_log.h"
 #include "moebench/obs/profiler.h"
 #include "moebench/obs/timers.h"
 #include "moebench/train/gradient_reduction.h"
 #include "moebench/train/lr_schedule.h"
 #include "moebench/train/optimizer.h"
+#include "moebench/train/pipeline_schedule.h"
 #include "moebench/train/trainable_model.h"
 #include "moebench/train/train_config.h"
+#include "moebench/train/training_pipeline_stage.h"
 
 namespace moebench::train {
 
@@ -34,6 +47,7 @@ struct TrainingSetup {
   int64_t seq_length = 0;
   double flops_per_iteration = 0;   // flops_per_iteration(model, GBS), for TFLOP/s per GPU
   std::vector<std::string> model_args;  // the model's Megatron flags, recorded in checkpoints
+  int64_t hidden_size = 0;  // PP > 1: the activations between stages are [MBS, seq_length (/ TP under SP), hidden_size]
 };
 
 // Where records go; either may be empty.
@@ -80,9 +94,18 @@ class Trainer {
     bool skipped = false;
   };
   StepResult train_step(int64_t iteration);
+  // The forwards and backwards of one iteration's microbatches, without and
+  // with pipeline parallelism; each adds its loss sums (this stage's) to `step`.
+  void forward_backward(StepResult& step);
+  void forward_backward_pipelined(StepResult& step);
   double evaluate();
-  // The mean over data-parallel ranks of each rank's `values`, in place.
-  void average_over_data_parallel(std::vector<double>& values) const;
+  // In place: each value summed over the pipeline stages (each stage holds
+  // its part of a loss), then averaged over the data-parallel ranks.
+  void reduce_over_model(std::vector<double>& values) const;
+  data::Microbatch read_microbatch(const data::MicrobatchSource& source, int64_t batch_start, int microbatch) const;
+  // This rank's stage for the pipeline schedules (PP > 1).
+  TrainingPipelineStage pipeline_stage(std::function<data::Microbatch(int)> microbatch, double loss_scale,
+                                       TrainingPipelineStage::Mode mode);
   // First sample of microbatch `microbatch` of this data-parallel rank in the
   // global batch that starts at `batch_start` (Megatron's pretraining sampler).
   int64_t microbatch_start(int64_t batch_start, int microbatch) const;
@@ -103,6 +126,8 @@ class Trainer {
   int64_t consumed_validation_samples_ = 0;
   int64_t scheduler_samples_ = 0;  // advances only with applied updates, as Megatron's scheduler
   int data_parallel_rank_ = 0;
+  std::optional<dist::PipelineP2P> pipeline_p2p_;    // PP > 1
+  std::optional<PipelineSchedule> pipeline_schedule_;  // this rank's, PP > 1
 };
 
 }  // namespace moebench::train

@@ -149,7 +149,10 @@ TEST(Validation, ExpertGridDividesTheStageRanks) {
   p = deepseek_v2_lite_row();
   p.expert = 4, p.expert_tensor = 4;
   EXPECT_THAT(error_of(deepseek_v2_lite(), p), AllOf(HasSubstr("EP=4"), HasSubstr("expert-TP=4"), HasSubstr("does not divide the 8 ranks")));
-  p.expert_tensor = 2;  // 4 x 2 = 8 fits
+  p.expert_tensor = 2;  // 4 x 2 = 8 fits the grid, but experts are never tensor-split
+  EXPECT_THAT(error_of(deepseek_v2_lite(), p),
+              AllOf(HasSubstr("--expert-tensor-parallel-size 2"), HasSubstr("set --expert-tensor-parallel-size 1")));
+  p.expert_tensor = 1;
   EXPECT_EQ(error_of(deepseek_v2_lite(), p), "");
 }
 
@@ -281,7 +284,11 @@ TEST(Validation, SequenceDivisibleByTpWithSequenceParallel) {
   ParallelConfig p = deepseek_v2_lite_row();
   p.tensor = 2;
   EXPECT_THAT(error_of(m, p), HasSubstr("seq-length 4097 is not divisible by TP=2 (sequence parallel"));
-  p.sequence_parallel = false;
+  p.sequence_parallel = false;  // the sequence is not split, but MoE with TP needs SP, as in Megatron
+  EXPECT_THAT(error_of(m, p), HasSubstr("MoE with TP=2 needs sequence parallelism"));
+  m.moe.num_experts = 0;  // dense: TP without SP is fine
+  m.moe.is_moe_layer.assign(size_t(m.num_layers), false);
+  p.expert = 1;
   EXPECT_EQ(error_of(m, p), "");
 }
 

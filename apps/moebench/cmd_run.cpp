@@ -2,7 +2,7 @@
 // flags, check them, write the resolved config into the output directory,
 // build the model, train on the data and log every iteration. Started by
 // mpirun or srun on several ranks, it trains over all of them with the
-// mapping's PP, EP and data parallelism; rank 0 alone prints and writes the
+// mapping's TP (with SP), PP, EP and data parallelism; rank 0 alone prints and writes the
 // config, metrics and TensorBoard events (with PP the trainer gives it the
 // last stage's loss).
 #include <unistd.h>
@@ -114,11 +114,6 @@ void reject_unsupported(const config::FlagMap& flags, const config::ParallelConf
                 ") needs the CUDA engine on Hopper GPUs; the CPU engine trains in float32: use PR=bf16");
   if (p.context > 1)
     throw Error("CP=" + std::to_string(p.context) + ": context parallelism is not available in the CPU engine; set CP=1");
-  for (auto [name, size] : {std::pair{"TP", p.tensor}, {"expert-TP", p.expert_tensor}})
-    if (size > 1)
-      throw Error(std::string(name) + "=" + std::to_string(size) +
-                  ": tensor parallelism is not available in the CPU engine yet (data, pipeline and expert "
-                  "parallelism are); set TP and expert-TP to 1");
 }
 
 // --device cpu|cuda; without it the GPU when this build has CUDA and one is present.
@@ -134,8 +129,8 @@ model::ModelPlacement choose_placement(const config::FlagMap& flags, int world_s
   if (gpus > 0 && (device == "cuda" || world_size == 1)) {
     if (world_size > 1)
       throw Error("--device cuda with " + std::to_string(world_size) +
-                  " ranks: data, pipeline and expert parallelism on the GPU are not supported yet; run one rank "
-                  "or --device cpu");
+                  " ranks: data, tensor, pipeline and expert parallelism on the GPU are not supported yet; run one "
+                  "rank or --device cpu");
     cudaSetDevice(0);
     enable_cuda_tensors();
     return model::ModelPlacement::cuda(0);
@@ -204,10 +199,10 @@ int train_on_this_rank(const dist::World& world, const std::vector<std::string>&
                 model_config.hidden_size, model_config.moe.num_experts, parallel.micro_batch, parallel.global_batch,
                 parallel.num_microbatches(), train_config.train_iters);
     // The GPU engine trains in Megatron's bf16 mixed precision; the CPU engine is the float32 reference.
-    std::printf("engine: %s, %d rank%s (DP=%d, PP=%d, VPP=%d, EP=%d%s); %s; output in %s\n",
+    std::printf("engine: %s, %d rank%s (DP=%d, PP=%d, VPP=%d, EP=%d, TP=%d%s%s); %s; output in %s\n",
                 placement_of_run.device.is_cuda() ? "GPU (cuda:0), bf16 mixed precision" : "CPU, float32", world_size,
                 world_size == 1 ? "" : "s", parallel.data_parallel(), parallel.pipeline, parallel.virtual_stages,
-                parallel.expert,
+                parallel.expert, parallel.tensor, parallel.sequence_parallel ? " with sequence parallelism" : "",
                 parallel.distributed_optimizer ? ", distributed optimizer" : "", run_data.description.c_str(),
                 output_dir.c_str());
     std::fflush(stdout);

@@ -6,9 +6,12 @@
 // every parameter once. Covered: 1F1B (PP2), the interleaved schedule
 // (PP2 x VPP2, also with uneven stages), uneven PP3 with PP_FIRST/PP_LAST,
 // PP2 x DP2 with the distributed optimizer, expert-bias updates per stage,
-// and DeepSeek-style layers (MLA, shared experts, a dense first layer) under
-// EP2 x PP2. A bad mapping stops
-// at validation, before any communication.
+// DeepSeek-style layers (MLA, shared experts, a dense first layer) under
+// EP2 x PP2, and tensor parallelism with sequence parallelism under PP:
+// TP2 x PP2 on 4 ranks (1F1B and interleaved, both optimizers, and without
+// SP on a dense model) and TP2 x EP2 x PP2 x DP2 on 8 (Mixtral with plain
+// Adam; DeepSeek interleaved with the distributed optimizer). A bad mapping
+// stops at validation, before any communication.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -59,9 +62,11 @@ TEST_P(PipelineParallelTraining, MatchesOneRankOnTheSameGlobalBatch) {
 
   const ZooDifferences worst = expect_matches_one_rank(parallel, reference);
   // One data-parallel replica's ranks (a pp group x an ep group) hold every
-  // parameter once: each stage its layers, each ep rank its experts.
-  const dist::ParallelState state(world,
-                                  {.world_size = world.size(), .expert = c.run.expert_parallel, .pipeline = c.run.pipeline});
+  // parameter once: each stage its layers (gathered over tp), each ep rank its experts.
+  const dist::ParallelState state(world, {.world_size = world.size(),
+                                          .tensor = c.run.tensor_parallel,
+                                          .expert = c.run.expert_parallel,
+                                          .pipeline = c.run.pipeline});
   const auto [stage_dense, stage_experts] = counts_over(state.group(GroupKind::kPipeline), parallel);
   const int64_t reference_experts =
       std::ranges::count_if(reference.weights, [](const model::Parameter& p) { return p.is_expert; });
@@ -102,6 +107,22 @@ ZooRun with_expert_parallel(ZooRun run, int expert_parallel, const std::string& 
   return run;
 }
 
+// TP2, sequence-parallel (the zoo configs' setting): the activations between
+// stages are each tp rank's half of the tokens.
+ZooRun with_tensor_parallel(ZooRun run) {
+  run.tensor_parallel = 2;
+  return run;
+}
+
+// TP2 without sequence parallelism, on the model's dense variant: every tp
+// rank passes on all the tokens.
+ZooRun with_dense_tensor_parallel(ZooRun run) {
+  run.tensor_parallel = 2;
+  run.sequence_parallel = false;
+  run.flags = kZooDenseFlags;
+  return run;
+}
+
 INSTANTIATE_TEST_SUITE_P(
     ZooModels, PipelineParallelTraining,
     ::testing::Values(
@@ -125,7 +146,22 @@ INSTANTIATE_TEST_SUITE_P(
                      with_expert_parallel(deepseek("tiny-deepseek-v2", 4, 2), 2, "alltoall")},
         PipelineCase{"deepseek_ep2_pp2_vpp2_allgather_distributed_optimizer", 4,
                      with_distributed_optimizer(
-                         with_expert_parallel(deepseek("tiny-deepseek-v2", 4, 2, 2), 2, "allgather"))}),
+                         with_expert_parallel(deepseek("tiny-deepseek-v2", 4, 2, 2), 2, "allgather"))},
+        // The vocabulary-parallel embedding on stage 0, output layer and
+        // cross-entropy on stage 1; the gradient norms count each stage's
+        // tp-replicated norms once, with either optimizer.
+        PipelineCase{"tp2_pp2", 4, with_tensor_parallel(pipelined("tiny-mixtral", 4, 2))},
+        PipelineCase{"tp2_pp2_vpp2_distributed_optimizer", 4,
+                     with_distributed_optimizer(with_tensor_parallel(pipelined("tiny-mixtral", 4, 2, 2)))},
+        PipelineCase{"tp2_pp2_dense_without_sequence_parallel", 4,
+                     with_dense_tensor_parallel(pipelined("tiny-qwen3-moe", 4, 2))},
+        // Every parallelism of the CPU engine at once: tp pairs, ep groups over
+        // them, two stages and two data-parallel replicas.
+        PipelineCase{"tp2_ep2_pp2_alltoall", 8,
+                     with_tensor_parallel(with_expert_parallel(pipelined("tiny-mixtral", 4, 2), 2, "alltoall"))},
+        PipelineCase{"deepseek_tp2_ep2_pp2_vpp2_allgather_distributed_optimizer", 8,
+                     with_distributed_optimizer(with_tensor_parallel(
+                         with_expert_parallel(deepseek("tiny-deepseek-v2", 4, 2, 2), 2, "allgather")))}),
     [](const ::testing::TestParamInfo<PipelineCase>& info) { return info.param.name; });
 
 // The resolved setup of `variables` for `world_size` ranks, validated as

@@ -60,6 +60,8 @@ ModelConfig model_config_from_flags(const FlagMap& flags, int tensor_parallel) {
   m.vocab_size = vocabulary_size(flags);
   int multiple = static_cast<int>(flags.get_int("--make-vocab-size-divisible-by", 128)) * tensor_parallel;
   m.padded_vocab_size = (m.vocab_size + multiple - 1) / multiple * multiple;
+  // Megatron turns sequence parallelism off when there is no tensor parallelism.
+  m.sequence_parallel = flags.get_bool("--sequence-parallel") && tensor_parallel > 1;
   m.norm_epsilon = flags.get_float("--norm-epsilon", 1e-5);
   m.add_qkv_bias = flags.get_bool("--add-qkv-bias");
   m.qk_layernorm = flags.get_bool("--qk-layernorm");

@@ -66,6 +66,9 @@ struct ModelConfig {
   int seq_length = 0;
   int vocab_size = 0;         // real vocabulary
   int padded_vocab_size = 0;  // padded to make-vocab-size-divisible-by x TP
+  // Megatron's TransformerConfig.sequence_parallel: activations between the
+  // tensor-parallel blocks sharded over the tp ranks (only with TP > 1).
+  bool sequence_parallel = false;
   double norm_epsilon = 1e-5;
   bool add_qkv_bias = false;
   bool qk_layernorm = false;

@@ -54,6 +54,28 @@ void validate_heads(const ModelConfig& m, const ParallelConfig& p) {
                                                     " is not divisible by TP=" + to_string(p.tensor));
 }
 
+// Megatron's tensor-parallel rules for the CPU engine's TP: every split
+// dimension divides, experts are not tensor-split, and MoE needs SP.
+void validate_tensor_parallel(const ModelConfig& m, const ParallelConfig& p) {
+  require(p.expert_tensor == 1,
+          "--expert-tensor-parallel-size " + to_string(p.expert_tensor) +
+              ": experts are never tensor-split in moebench; set --expert-tensor-parallel-size 1 (every zoo "
+              "config does; without the flag it defaults to TP, as in Megatron)");
+  if (p.tensor == 1) return;
+  require(m.padded_vocab_size % p.tensor == 0, "padded vocabulary " + to_string(m.padded_vocab_size) +
+                                                   " is not divisible by TP=" + to_string(p.tensor) +
+                                                   "; pad it with --make-vocab-size-divisible-by");
+  require(m.ffn_hidden_size % p.tensor == 0, "ffn-hidden-size " + to_string(m.ffn_hidden_size) +
+                                                 " is not divisible by TP=" + to_string(p.tensor));
+  if (m.is_moe()) {
+    require(m.moe.shared_expert_size % p.tensor == 0,
+            "moe-shared-expert-intermediate-size " + to_string(m.moe.shared_expert_size) +
+                " is not divisible by TP=" + to_string(p.tensor));
+    require(p.sequence_parallel, "MoE with TP=" + to_string(p.tensor) +
+                                     " needs sequence parallelism, as in Megatron; add --sequence-parallel");
+  }
+}
+
 void validate_pipeline(const ModelConfig& m, const ParallelConfig& p) {
   const int layers = m.num_layers;
   const bool uneven = p.first_stage_layers > 0 || p.last_stage_layers > 0;
@@ -128,6 +150,7 @@ void validate(const ModelConfig& model, const ParallelConfig& parallel) {
   validate_sizes(parallel);
   validate_mapping(model, parallel);
   validate_heads(model, parallel);
+  validate_tensor_parallel(model, parallel);
   validate_pipeline(model, parallel);
   validate_sequence(model, parallel);
   validate_router(model);

@@ -9,9 +9,10 @@
 
 #include "moebench/core/error.h"
 #include "moebench/model/embedding.h"
-#include "moebench/model/linear.h"
 #include "moebench/model/rmsnorm.h"
+#include "moebench/model/tensor_parallel_linear.h"
 #include "moebench/model/transformer_layer.h"
+#include "moebench/model/vocab_parallel_cross_entropy.h"
 #include "moebench/obs/profiler.h"
 #include "moebench/ops/cross_entropy.h"
 #include "moebench/ops/elementwise.h"
@@ -24,9 +25,9 @@ struct GPTModelContext {
   Tensor input_ids, labels, loss_mask;  // input_ids on the first virtual stage, the rest on the last
   std::vector<TransformerLayer::Context> layers;
   RMSNorm::Context final_norm;
-  Tensor final_hidden;  // [N, h] after the final norm
-  Tensor logits;        // [N, padded vocab]
-  Tensor logsumexp;     // f32 [N] (GPU: saved by the cross-entropy for its backward)
+  Tensor final_hidden;  // [N, h] after the final norm (this rank's token rows under SP)
+  Tensor logits;        // [N, padded vocab / TP]
+  Tensor logsumexp;     // f32 [N] (GPU or TP > 1: saved by the cross-entropy for its backward)
   Tensor losses;        // [N] per-token losses (their dtype is the dlosses')
   bool logits_returned = false;  // the caller holds the logits: the backward must not overwrite them
 };
@@ -35,19 +36,26 @@ struct GPTModel::Impl {
   config::ModelConfig config;
   ModelConventions conventions;
   ModelPlacement placement;
+  dist::TensorParallelRegions tensor_parallel;
   PipelineStageLayout layout;
-  std::optional<VocabEmbedding> embedding;          // first stage
+  std::optional<VocabEmbedding> embedding;            // first stage
   std::vector<std::vector<TransformerLayer>> chunks;  // the layers of each model chunk
-  std::optional<RMSNorm> final_layernorm;           // last stage
-  std::optional<Linear> output_layer;               // last stage
+  std::optional<RMSNorm> final_layernorm;             // last stage
+  std::optional<ColumnParallelLinear> output_layer;   // last stage, over the vocabulary
+  VocabParallelCrossEntropy cross_entropy;
   // Passes in flight, by (microbatch, model chunk).
   std::map<std::pair<int, int>, GPTModelContext> contexts;
 
   Impl(const config::ModelConfig& config, uint64_t seed, const ModelConventions& conventions,
        const dist::ParallelState* parallel_state, const PipelineStageLayout& layout)
-      : config(config), conventions(conventions), layout(layout) {
+      : config(config),
+        conventions(conventions),
+        tensor_parallel(dist::TensorParallelRegions::of(parallel_state, config.sequence_parallel)),
+        layout(layout),
+        cross_entropy(tensor_parallel) {
     if (layout.has_embedding())
-      embedding.emplace(config.padded_vocab_size, config.hidden_size, float(config.init_method_std), seed);
+      embedding.emplace(config.padded_vocab_size, config.hidden_size, float(config.init_method_std), seed,
+                        tensor_parallel);
     for (const LayerRange& range : layout.chunks) {
       std::vector<TransformerLayer>& layers = chunks.emplace_back();
       layers.reserve(size_t(range.size()));
@@ -55,8 +63,9 @@ struct GPTModel::Impl {
     }
     if (layout.has_output_layer()) {
       final_layernorm.emplace("decoder.final_layernorm.weight", config.hidden_size, config.norm_epsilon);
+      final_layernorm->weight.grad_partial_over_tp = tensor_parallel.sequence_parallel();
       output_layer.emplace("output_layer", config.hidden_size, config.padded_vocab_size,
-                           float(config.init_method_std), seed);
+                           float(config.init_method_std), seed, tensor_parallel);
     }
   }
 
@@ -75,6 +84,17 @@ struct GPTModel::Impl {
     for (auto& layers : chunks)
       for (auto& layer : layers) all.push_back(&layer);
     return all;
+  }
+
+  // The hidden states that cross a stage boundary, of a pass on [B, S]
+  // tokens: [B, S, h], or under sequence parallelism this tp rank's B x S / TP
+  // token rows shaped [B, S / TP, h] (Megatron's p2p shape [S / TP, B, h]).
+  int64_t sequence_shards() const { return tensor_parallel.sequence_parallel() ? tensor_parallel.size() : 1; }
+  std::vector<int64_t> boundary_shape(const GPTModelContext& context) const {
+    return {context.batch, context.seq / sequence_shards(), config.hidden_size};
+  }
+  int64_t boundary_rows(const GPTModelContext& context) const {
+    return context.batch * context.seq / sequence_shards();
   }
 
   void place(const ModelPlacement& where);
@@ -170,6 +190,10 @@ GPTModel::GPTModel(const config::ModelConfig& config, uint64_t seed, const Model
   if (expert_parallel > 1 && !placement.device.is_cpu())
     throw Error("expert parallelism (EP=" + std::to_string(expert_parallel) +
                 ") is not supported on the GPU yet; train with --device cpu or EP=1");
+  const int tensor_parallel = parallel_state.group(GroupKind::kTensor).size();
+  if (tensor_parallel > 1 && !placement.device.is_cpu())
+    throw Error("tensor parallelism (TP=" + std::to_string(tensor_parallel) +
+                ") is not supported on the GPU yet; train with --device cpu or TP=1");
   const dist::Communicator& pipeline = parallel_state.group(GroupKind::kPipeline);
   if (pipeline.size() > 1 && !placement.device.is_cpu())
     throw Error("pipeline parallelism (PP=" + std::to_string(pipeline.size()) +
@@ -222,13 +246,14 @@ ForwardOutput GPTModel::Impl::forward(int microbatch, int chunk, const ChunkInpu
     throw Error("GPTModel::forward needs input_ids int64 [B, S], got " + input.input_ids.describe());
   if (!first && (!input.hidden.defined() || input.hidden.dim() != 3))
     throw Error("GPTModel::forward_chunk of model chunk " + std::to_string(chunk) +
-                " needs the previous virtual stage's hidden states [B, S, h], got " +
+                " needs the previous virtual stage's hidden states [B, S, h] ([B, S / TP, h] under sequence "
+                "parallelism), got " +
                 (input.hidden.defined() ? input.hidden.describe() : std::string("none")));
   // Inputs follow the model's device; any parameter tells where that is.
   const Tensor& on_device = parameters().front()->value;
   GPTModelContext& context = contexts.insert_or_assign({microbatch, chunk}, GPTModelContext{}).first->second;
   context.batch = first_input.size(0);
-  context.seq = first_input.size(1);
+  context.seq = first_input.size(1) * (first ? 1 : sequence_shards());
   const auto to_model = [&](const Tensor& t) { return t.defined() ? ops::to_device_of(t.contiguous(), on_device) : t; };
   std::vector<TransformerLayer>& layers = chunks[size_t(chunk)];
   context.layers.resize(layers.size());
@@ -239,7 +264,7 @@ ForwardOutput GPTModel::Impl::forward(int microbatch, int chunk, const ChunkInpu
     context.input_ids = to_model(input.input_ids);
     hidden = embedding->forward(context.input_ids);
   } else {
-    hidden = to_model(input.hidden).view({context.batch * context.seq, config.hidden_size});
+    hidden = to_model(input.hidden).view({boundary_rows(context), config.hidden_size});
   }
   for (size_t l = 0; l < layers.size(); ++l) {
     const obs::ProfileRange range("layer " + std::to_string(layout.chunks[size_t(chunk)].begin + int(l)) + " forward");
@@ -250,7 +275,7 @@ ForwardOutput GPTModel::Impl::forward(int microbatch, int chunk, const ChunkInpu
     if (layer.moe.router.aux_loss.defined())
       output.aux_loss += ops::to_cpu(layer.moe.router.aux_loss).data<float>()[0];
   if (!last) {
-    output.hidden = hidden.view({context.batch, context.seq, config.hidden_size});
+    output.hidden = hidden.view(boundary_shape(context));
     return output;
   }
 
@@ -263,13 +288,13 @@ ForwardOutput GPTModel::Impl::forward(int microbatch, int chunk, const ChunkInpu
     context.losses = Tensor::empty({tokens}, ops::statistic_dtype(context.logits), on_device.device());
     if (on_device.device().is_cuda()) context.logsumexp = Tensor::empty({tokens}, DType::F32, on_device.device());
     // Megatron's cross-entropy softmaxes over the whole padded vocabulary.
-    ops::cross_entropy_forward(context.losses, context.logsumexp, context.logits, context.labels, vocab);
+    cross_entropy.forward(context.losses, context.logsumexp, context.logits, context.labels, vocab);
     Tensor mean = ops::empty_like(context.losses, {1});
     ops::masked_mean_forward(mean, context.losses, context.loss_mask);
     const Tensor host_mean = ops::to_cpu(mean);
     output.lm_loss = host_mean.dtype() == DType::F64 ? host_mean.data<double>()[0] : host_mean.data<float>()[0];
   }
-  if (keep_logits) output.logits = context.logits.view({context.batch, context.seq, vocab});
+  if (keep_logits) output.logits = context.logits.view({context.batch, context.seq, context.logits.size(1)});
   context.logits_returned = keep_logits;
   return output;
 }
@@ -277,7 +302,6 @@ ForwardOutput GPTModel::Impl::forward(int microbatch, int chunk, const ChunkInpu
 Tensor GPTModel::Impl::backward(int microbatch, int chunk, const Tensor& output_grad, double loss_scale) {
   check_chunk(chunk, "backward");
   GPTModelContext& context = context_of(microbatch, chunk, "backward");
-  const int64_t tokens = context.batch * context.seq;
   Tensor dhidden;
   if (layout.is_last_virtual_stage(chunk)) {
     if (!context.labels.defined()) throw Error("GPTModel::backward needs a forward with labels first");
@@ -286,17 +310,18 @@ Tensor GPTModel::Impl::backward(int microbatch, int chunk, const Tensor& output_
     // On a GPU the gradient replaces the logits in place unless the caller holds them.
     Tensor dlogits = context.logits.device().is_cuda() && !context.logits_returned ? context.logits
                                                                                    : ops::empty_like(context.logits);
-    ops::cross_entropy_backward(dlogits, dlosses, context.logits, context.labels, context.logsumexp,
-                                config.padded_vocab_size);
+    cross_entropy.backward(dlogits, dlosses, context.logits, context.labels, context.logsumexp,
+                           config.padded_vocab_size);
     dhidden = output_layer->backward(dlogits, context.final_hidden);
     dhidden = final_layernorm->backward(dhidden, context.final_norm);
   } else {
-    if (!output_grad.defined() || output_grad.numel() != tokens * config.hidden_size)
+    const std::vector<int64_t> shape = boundary_shape(context);
+    if (!output_grad.defined() || output_grad.numel() != boundary_rows(context) * config.hidden_size)
       throw Error("GPTModel::backward_chunk of model chunk " + std::to_string(chunk) +
-                  " needs the gradient of its output [B, S, h] = [" + std::to_string(context.batch) + ", " +
-                  std::to_string(context.seq) + ", " + std::to_string(config.hidden_size) + "], got " +
+                  " needs the gradient of its output, shaped [" + std::to_string(shape[0]) + ", " +
+                  std::to_string(shape[1]) + ", " + std::to_string(shape[2]) + "], got " +
                   (output_grad.defined() ? output_grad.describe() : std::string("none")));
-    dhidden = output_grad.contiguous().view({tokens, config.hidden_size});
+    dhidden = output_grad.contiguous().view({boundary_rows(context), config.hidden_size});
   }
   std::vector<TransformerLayer>& layers = chunks[size_t(chunk)];
   for (size_t l = layers.size(); l-- > 0;) {
@@ -307,7 +332,7 @@ Tensor GPTModel::Impl::backward(int microbatch, int chunk, const Tensor& output_
   if (layout.is_first_virtual_stage(chunk))
     embedding->backward(dhidden, context.input_ids);
   else
-    input_grad = dhidden.view({context.batch, context.seq, config.hidden_size});
+    input_grad = dhidden.view(boundary_shape(context));
   contexts.erase({microbatch, chunk});
   return input_grad;
 }

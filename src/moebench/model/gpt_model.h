@@ -7,7 +7,10 @@
 // model (PipelineStageLayout): the layers of its model chunks under their
 // global names, the embedding on the first stage, the final norm, output
 // layer and loss on the last. Its chunks run one (microbatch, chunk) pass at
-// a time (forward_chunk / backward_chunk), several passes in flight.
+// a time (forward_chunk / backward_chunk), several passes in flight. The
+// hidden states between stages are [B, S, h]; under sequence parallelism
+// each tp rank passes on its B x S / TP token rows, shaped [B, S / TP, h]
+// (as Megatron's p2p shape [S / TP, B, h]).
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -25,17 +28,17 @@ namespace moebench::model {
 struct ForwardOutput {
   double lm_loss = 0;         // mean token cross-entropy (loss-mask weighted)
   double aux_loss = 0;        // load-balancing + z-loss terms, already scaled by their coefficients
-  Tensor logits;              // [B, S, padded vocab] when requested, else undefined: float32 on the
+  Tensor logits;              // [B, S, padded vocab / TP] when requested, else undefined: float32 on the
                               // CPU, the compute dtype (bf16) on the model's GPU
-  Tensor hidden;              // forward_chunk: the chunk's output [B, S, h] for the next virtual
-                              // stage; undefined on the last virtual stage
+  Tensor hidden;              // forward_chunk: the chunk's output [B, S, h] ([B, S / TP, h] under
+                              // SP) for the next virtual stage; undefined on the last one
 };
 
 // What one model chunk's forward reads. The first virtual stage embeds
 // input_ids, every other one continues from `hidden`; the last virtual stage
 // computes the loss from labels and loss_mask (without labels: no loss).
 struct ChunkInput {
-  Tensor hidden;     // [B, S, h]: the previous virtual stage's output
+  Tensor hidden;     // [B, S, h] ([B, S / TP, h] under SP): the previous virtual stage's output
   Tensor input_ids;  // int64 [B, S]
   Tensor labels;     // int64 [B, S]
   Tensor loss_mask;  // float32 [B, S]; undefined: all ones
@@ -70,9 +73,13 @@ class GPTModel {
   // The same with expert parallelism: with an ep group of EP > 1 ranks in
   // `parallel_state` (kept by reference) each MoE layer holds only its ep
   // rank's E / EP experts, under their global names, and forward and backward
-  // are collective over the ep group (see MoELayer). CPU float32 only: EP > 1
-  // on a CUDA placement throws Error. The whole model: the pp group must have
-  // one rank (else build a stage with the constructor below).
+  // are collective over the ep group (see MoELayer). With a tp group of TP > 1
+  // ranks each holds its slices of the tensor-parallel weights (under their
+  // one-rank names, with the one-rank values; Parameter::tensor_parallel says
+  // which), sequence-parallel when config.sequence_parallel, and forward and
+  // backward are collective over tp. CPU float32 only: EP > 1 or TP > 1 on a
+  // CUDA placement throws Error. The whole model: the pp group must have one
+  // rank (else build a stage with the constructor below).
   GPTModel(const config::ModelConfig& config, uint64_t seed, const ModelConventions& conventions,
            const ModelPlacement& placement, const dist::ParallelState& parallel_state);
   // The same as one pipeline rank: only `layout`'s layers (and the embedding
@@ -106,10 +113,10 @@ class GPTModel {
   // discard_chunk) with the same two numbers. lm_loss is set on the last
   // virtual stage; aux_loss holds the chunk's MoE layers' losses.
   ForwardOutput forward_chunk(int microbatch, int chunk, const ChunkInput& input);
-  // Backpropagates that pass: `output_grad` [B, S, h] is the gradient of its
+  // Backpropagates that pass: `output_grad` (shaped as the output) is the gradient of its
   // output (undefined on the last virtual stage, which starts from
   // d(lm_loss) x loss_scale); the chunk's aux losses add their gradient x
-  // loss_scale. Returns the gradient of the chunk's input [B, S, h] for the
+  // loss_scale. Returns the gradient of the chunk's input (shaped as it) for the
   // previous virtual stage, undefined on the first.
   Tensor backward_chunk(int microbatch, int chunk, const Tensor& output_grad, double loss_scale);
   // Drops what a forward kept when no backward follows (evaluation).

@@ -1,5 +1,7 @@
 #include "moebench/model/linear.h"
 
+#include <utility>
+
 #include "moebench/model/parameter_init.h"
 #include "moebench/ops/elementwise.h"
 #include "moebench/ops/gemm.h"
@@ -12,6 +14,8 @@ Linear::Linear(const std::string& prefix, int64_t in_features, int64_t out_featu
                               is_expert)) {
   if (with_bias) bias = constant_parameter(prefix + ".bias", {out_features}, 0.0f);
 }
+
+Linear::Linear(Parameter weight, Parameter bias) : weight(std::move(weight)), bias(std::move(bias)) {}
 
 Tensor Linear::forward(const Tensor& inp) const {
   const int64_t n = inp.size(0);

@@ -15,6 +15,9 @@ struct Linear {
   // weight ~ normal(0, std); bias zeros when `with_bias`.
   Linear(const std::string& prefix, int64_t in_features, int64_t out_features, float std,
          uint64_t seed, bool with_bias = false, bool is_expert = false);
+  // From parameters built elsewhere (a tensor-parallel rank's slices); `bias`
+  // may have an undefined value (no bias).
+  Linear(Parameter weight, Parameter bias);
 
   bool has_bias() const { return bias.value.defined(); }
   int64_t in_features() const { return weight.value.size(1); }

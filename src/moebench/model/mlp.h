@@ -5,24 +5,27 @@
 //
 // Parameters under `prefix` (decoder.layers.N.mlp or ...mlp.shared_experts):
 //   linear_fc1.weight [2*ffn, h]    linear_fc2.weight [h, ffn]
+// Tensor-parallel as Megatron: linear_fc1 column-parallel with matching gate
+// and up rows on each rank ([gate_r; up_r], 2*ffn/TP rows), linear_fc2
+// row-parallel (ffn/TP columns).
 #include <string>
 #include <vector>
 
-#include "moebench/model/linear.h"
+#include "moebench/model/tensor_parallel_linear.h"
 
 namespace moebench::model {
 
 class MLP {
  public:
   struct Context {
-    Tensor inp;  // [N, h]
-    Tensor fc1;  // [N, 2*ffn]
-    Tensor act;  // [N, ffn]
+    Tensor inp;  // [n, h] as given (this rank's tokens under SP)
+    Tensor fc1;  // [N, 2*ffn/TP]
+    Tensor act;  // [N, ffn/TP]
   };
 
   // fc2_std is Megatron's output-layer init (std / sqrt(2 * num_layers)).
   MLP(const std::string& prefix, int64_t hidden, int64_t ffn, float std, float fc2_std,
-      uint64_t seed);
+      uint64_t seed, const dist::TensorParallelRegions& tp = {});
 
   Tensor forward(const Tensor& inp, Context& context) const;
   Tensor backward(const Tensor& dout, const Context& context);
@@ -30,8 +33,8 @@ class MLP {
   void collect(std::vector<Parameter*>& parameters);
 
  private:
-  Linear linear_fc1_;
-  Linear linear_fc2_;
+  ColumnParallelLinear linear_fc1_;
+  RowParallelLinear linear_fc2_;
 };
 
 }  // namespace moebench::model

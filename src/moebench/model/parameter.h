@@ -5,6 +5,7 @@
 #include <string>
 
 #include "moebench/core/tensor.h"
+#include "moebench/model/tensor_parallel_split.h"
 
 namespace moebench::model {
 
@@ -18,7 +19,21 @@ struct Parameter {
   Tensor main = Tensor();
   bool weight_decay = true;  // false for norms and biases, as Megatron
   bool is_expert = false;    // routed expert weight: reduced over expert-DP
+  // This rank's slice of the one-rank parameter (whole unless tensor-parallel).
+  TensorParallelSplit tensor_parallel = {};
+  // Replicated over tp ranks that each saw only part of the tokens (sequence
+  // parallel) or of the heads (q/k layernorm): its gradient is a partial sum,
+  // completed by an all-reduce over tp before the data-parallel reduction
+  // (Megatron's sequence_parallel parameters).
+  bool grad_partial_over_tp = false;
 };
+
+// Whether the copy of `parameter` on tp rank `tensor_parallel_rank` repeats
+// tp rank 0's (it is not split over tp): the gradient norm counts it on tp
+// rank 0 only (Megatron's param_is_not_tensor_parallel_duplicate, negated).
+inline bool is_tensor_parallel_duplicate(const Parameter& parameter, int tensor_parallel_rank) {
+  return !parameter.tensor_parallel.is_split() && tensor_parallel_rank != 0;
+}
 
 // A named tensor of model state that is not trained by the optimizer but
 // belongs in checkpoints (e.g. decoder.layers.N.mlp.router.expert_bias).

@@ -31,17 +31,21 @@ TransformerLayer::TransformerLayer(int layer_number, const config::ModelConfig& 
                                                       : ".mlp.linear_fc1.layer_norm_weight"),
                     config.hidden_size, config.norm_epsilon) {
   const std::string prefix = layer_prefix(layer_number);
+  const auto tp = dist::TensorParallelRegions::of(parallel_state, config.sequence_parallel);
+  // Under SP the norms see this rank's tokens only.
+  input_norm_.weight.grad_partial_over_tp = tp.sequence_parallel();
+  pre_mlp_norm_.weight.grad_partial_over_tp = tp.sequence_parallel();
   if (config.multi_latent_attention) {
-    mla_.emplace(prefix + ".self_attention", config, seed);
+    mla_.emplace(prefix + ".self_attention", config, seed, tp);
   } else {
-    gqa_.emplace(prefix + ".self_attention", config, seed);
+    gqa_.emplace(prefix + ".self_attention", config, seed, tp);
   }
   if (is_moe_layer(layer_number, config)) {
     moe_.emplace(prefix + ".mlp", config, seed, conventions, parallel_state);
   } else {
     mlp_.emplace(prefix + ".mlp", config.hidden_size, config.ffn_hidden_size,
                  float(config.init_method_std),
-                 float(config.init_method_std / std::sqrt(2.0 * config.num_layers)), seed);
+                 float(config.init_method_std / std::sqrt(2.0 * config.num_layers)), seed, tp);
   }
 }
 

@@ -33,7 +33,10 @@ class TransformerLayer {
     MoELayer::Context moe;
   };
 
-  // `parallel_state` (may be null: one rank) goes to the MoE layer, see MoELayer.
+  // `parallel_state` (may be null: one rank) gives the tp group (attention and
+  // MLP tensor-parallel, sequence-parallel when config.sequence_parallel) and
+  // the MoE layer's groups, see MoELayer. x and the output are then this
+  // rank's token rows under SP.
   TransformerLayer(int layer_number, const config::ModelConfig& config, uint64_t seed,
                    const ModelConventions& conventions, const dist::ParallelState* parallel_state = nullptr);
 

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <utility>
 
+#include "moebench/ckpt/tensor_parallel_pieces.h"
 #include "moebench/core/error.h"
 #include "moebench/ops/elementwise.h"
 #include "moebench/train/parameter_check.h"
@@ -54,7 +55,12 @@ double AdamOptimizer::gradient_norm() const {
   if (!dense_group || (dense_group->size() == 1 && expert_group->size() == 1))
     return std::sqrt(squares_of([](const model::Parameter&) { return true; }));  // on a GPU: one read-back
 
-  Tensor dense = Tensor::from_vector(std::vector<double>{squares_of([](const model::Parameter& p) { return !p.is_expert; })});
+  // A dense parameter replicated over tp counts on tp rank 0 only; an expert
+  // is never repeated within tp_ep_pp (its replicas are over expt_dp).
+  const int tp_rank = parallel_state_->group(GroupKind::kTensor).rank();
+  Tensor dense = Tensor::from_vector(std::vector<double>{squares_of([tp_rank](const model::Parameter& p) {
+    return !p.is_expert && !model::is_tensor_parallel_duplicate(p, tp_rank);
+  })});
   Tensor experts = Tensor::from_vector(std::vector<double>{squares_of([](const model::Parameter& p) { return p.is_expert; })});
   if (dense_group->size() > 1) dense_group->all_reduce(dense, dist::ReduceOp::kSum);
   if (expert_group->size() > 1) expert_group->all_reduce(experts, dist::ReduceOp::kSum);
@@ -68,8 +74,11 @@ std::vector<ckpt::ShardedTensor> AdamOptimizer::state_pieces() {
   std::vector<ckpt::ShardedTensor> pieces;
   for (size_t k = 0; k < parameters_.size(); ++k) {
     const model::Parameter& p = *parameters_[k];
-    pieces.push_back(ckpt::whole_tensor(exp_avg_name(p.name), state_view(moments_[k].exp_avg, p.value.shape())));
-    pieces.push_back(ckpt::whole_tensor(exp_avg_sq_name(p.name), state_view(moments_[k].exp_avg_sq, p.value.shape())));
+    for (auto [name, moment] : {std::pair{exp_avg_name(p.name), &moments_[k].exp_avg},
+                                {exp_avg_sq_name(p.name), &moments_[k].exp_avg_sq}})
+      for (ckpt::ShardedTensor& piece :
+           ckpt::tensor_parallel_pieces(name, state_view(*moment, p.value.shape()), p.tensor_parallel))
+        pieces.push_back(std::move(piece));
   }
   return pieces;
 }

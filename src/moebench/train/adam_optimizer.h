@@ -37,9 +37,10 @@ class AdamOptimizer final : public Optimizer {
   // Global L2 norm of the current gradients, as Megatron's
   // get_grad_norm_fp32: data-parallel replicas hold the same (all-reduced)
   // gradients, so the squared sums are added over the ranks that hold
-  // distinct ones: dense parameters over mp (tp-pp: each stage its layers),
-  // routed experts over tp_ep_pp (each ep rank its experts). Collective over
-  // those groups when they have several ranks.
+  // distinct ones: dense parameters over mp (tp-pp: each stage its layers,
+  // each tp rank its slices; a parameter replicated over tp counted on tp
+  // rank 0 only), routed experts over tp_ep_pp (each ep rank its experts).
+  // Collective over those groups when they have several ranks.
   double gradient_norm() const;
 
   std::vector<ckpt::ShardedTensor> state_pieces() override;

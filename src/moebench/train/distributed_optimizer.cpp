@@ -3,6 +3,7 @@
 #include <cmath>
 #include <utility>
 
+#include "moebench/ckpt/tensor_parallel_pieces.h"
 #include "moebench/core/error.h"
 
 namespace moebench::train {
@@ -31,11 +32,16 @@ DistributedOptimizer::DistributedOptimizer(const GradientReduction& gradients, c
 }
 
 double DistributedOptimizer::gradient_norm() const {
-  double squares = 0;
-  for (const ShardState& shard : shards_) squares += squared_sum(shard.segment.grads);
   // Every element is owned by one rank of the world: tp_dp_cp and pp
-  // together span it. (With TP, parameters replicated over TP ranks will be
-  // counted on one of them only, as Megatron does.)
+  // together span it, except the dense parameters replicated over tp, which
+  // count on tp rank 0 only, as Megatron does. (Routed experts are owned once
+  // over expt_dp, which holds the tp ranks.)
+  const int tp_rank = state_.group(GroupKind::kTensor).rank();
+  double squares = 0;
+  for (const ShardState& shard : shards_) {
+    const model::Parameter& p = *shard.segment.parameter;
+    if (p.is_expert || !model::is_tensor_parallel_duplicate(p, tp_rank)) squares += squared_sum(shard.segment.grads);
+  }
   Tensor total = Tensor::from_vector(std::vector<double>{squares});
   state_.group(GroupKind::kTensorAndDataWithContext).all_reduce(total, dist::ReduceOp::kSum);
   state_.group(GroupKind::kPipeline).all_reduce(total, dist::ReduceOp::kSum);
@@ -50,7 +56,8 @@ std::vector<ckpt::ShardedTensor> DistributedOptimizer::state_pieces() {
     const int64_t begin = shard.segment.values.storage_offset() - p.value.storage_offset();
     const std::vector<int64_t> run = {int64_t(shard.exp_avg.size())};
     for (auto [name, state] : {std::pair{exp_avg_name(p.name), &shard.exp_avg}, {exp_avg_sq_name(p.name), &shard.exp_avg_sq}})
-      for (ckpt::ShardedTensor& piece : ckpt::flat_run_pieces(name, p.value.shape(), begin, state_view(*state, run)))
+      for (ckpt::ShardedTensor& piece :
+           ckpt::tensor_parallel_flat_run_pieces(name, p.value.shape(), begin, state_view(*state, run), p.tensor_parallel))
         pieces.push_back(std::move(piece));
   }
   return pieces;

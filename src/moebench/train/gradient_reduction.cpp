@@ -47,7 +47,10 @@ GradientReduction::GradientReduction(const std::vector<model::Parameter*>& param
     : state_(state),
       sync_(sync),
       dense_(make_buffer(parameters, false, state.group(GroupKind::kDataWithContext), bucket_elements)),
-      expert_(make_buffer(parameters, true, state.group(GroupKind::kExpertData), bucket_elements)) {}
+      expert_(make_buffer(parameters, true, state.group(GroupKind::kExpertData), bucket_elements)) {
+  for (model::Parameter* p : parameters)
+    if (p->grad_partial_over_tp) partial_over_tensor_parallel_.push_back(p);
+}
 
 dist::Communicator& GradientReduction::dense_group() const { return state_.group(GroupKind::kDataWithContext); }
 
@@ -58,9 +61,29 @@ void GradientReduction::reduce() {
   // gradient_scaling_factor: an expert's gradient already sums the rows of
   // every rank of its ep group, so its replicas over expt_dp together hold
   // the sum over all DP ranks.
+  complete_partial_over_tensor_parallel();
   const double average = 1.0 / dense_group().size();
   reduce(dense_, dense_group(), average);
   reduce(expert_, expert_group(), average);
+}
+
+void GradientReduction::complete_partial_over_tensor_parallel() const {
+  dist::Communicator& tp = state_.group(GroupKind::kTensor);
+  if (tp.size() == 1 || partial_over_tensor_parallel_.empty()) return;
+  int64_t total = 0;
+  for (const model::Parameter* p : partial_over_tensor_parallel_) total += p->grad.numel();
+  Tensor packed = Tensor::empty({total}, DType::F32);
+  int64_t offset = 0;
+  for (const model::Parameter* p : partial_over_tensor_parallel_) {
+    packed.slice(0, offset, offset + p->grad.numel()).view(p->grad.shape()).copy_from(p->grad);
+    offset += p->grad.numel();
+  }
+  tp.all_reduce(packed, dist::ReduceOp::kSum);
+  offset = 0;
+  for (model::Parameter* p : partial_over_tensor_parallel_) {
+    p->grad.copy_from(packed.slice(0, offset, offset + p->grad.numel()).view(p->grad.shape()));
+    offset += p->grad.numel();
+  }
 }
 
 void GradientReduction::reduce(const ParamAndGradBuffer& buffer, dist::Communicator& group, double factor) const {

@@ -7,6 +7,11 @@
 // collective, so the reduction can later start bucket by bucket while the
 // backward still runs (--overlap-grad-reduce).
 //
+// First, the gradients of parameters replicated over tp whose ranks each saw
+// part of the tokens or heads (Parameter::grad_partial_over_tp) are summed
+// over tp, as Megatron's finalize_model_grads does for sequence-parallel
+// parameters and q/k layernorms.
+//
 // Every rank's loss was scaled by 1 / (its microbatches), so averaging the
 // gradients over DP gives the gradient of the mean loss over the global
 // batch, as one rank running the whole global batch would get.
@@ -34,7 +39,8 @@ class GradientReduction {
   GradientReduction(const std::vector<model::Parameter*>& parameters, const dist::ParallelState& state,
                     GradientSync sync, int64_t bucket_elements);
 
-  // Collective over dp_cp and expt_dp: averages the gradients as `sync` says.
+  // Collective over tp, dp_cp and expt_dp: completes the partial gradients,
+  // then averages the gradients as `sync` says.
   // With reduce-scatter only this rank's shards hold averages afterwards;
   // the rest of its gradient buffer is stale until the next backward.
   void reduce();
@@ -46,11 +52,14 @@ class GradientReduction {
   dist::Communicator& expert_group() const;
 
  private:
+  // Sums the partial gradients over tp, all in one collective.
+  void complete_partial_over_tensor_parallel() const;
   // Scales the buffer's gradients by `factor`, then sums them over `group`.
   void reduce(const ParamAndGradBuffer& buffer, dist::Communicator& group, double factor) const;
 
   const dist::ParallelState& state_;
   GradientSync sync_;
+  std::vector<model::Parameter*> partial_over_tensor_parallel_;
   ParamAndGradBuffer dense_;
   ParamAndGradBuffer expert_;
 };

@@ -130,8 +130,11 @@ Trainer::Trainer(TrainableModel& model, const TrainingSetup& setup, const dist::
       throw Error("PP=" + std::to_string(p.pipeline) + " needs the shape of the activations between stages: set "
                   "TrainingSetup's seq_length and hidden_size, got " + std::to_string(setup_.seq_length) + " and " +
                   std::to_string(setup_.hidden_size));
-    pipeline_p2p_.emplace(pipeline, std::vector<int64_t>{p.micro_batch, setup_.seq_length, setup_.hidden_size},
-                          DType::F32);
+    // Under sequence parallelism each tp rank passes on its share of the tokens (GPTModel's [B, S / TP, h]).
+    const int64_t sequence_shards = p.sequence_parallel ? p.tensor : 1;
+    pipeline_p2p_.emplace(
+        pipeline, std::vector<int64_t>{p.micro_batch, setup_.seq_length / sequence_shards, setup_.hidden_size},
+        DType::F32);
     pipeline_schedule_ = pipeline_schedule(p.pipeline, p.virtual_stages, p.num_microbatches(), pipeline.rank());
   }
   if (!setup_.train.load.empty()) {

@@ -47,7 +47,7 @@ struct TrainingSetup {
   int64_t seq_length = 0;
   double flops_per_iteration = 0;   // flops_per_iteration(model, GBS), for TFLOP/s per GPU
   std::vector<std::string> model_args;  // the model's Megatron flags, recorded in checkpoints
-  int64_t hidden_size = 0;  // PP > 1: the activations between stages are [MBS, seq_length, hidden_size]
+  int64_t hidden_size = 0;  // PP > 1: the activations between stages are [MBS, seq_length (/ TP under SP), hidden_size]
 };
 
 // Where records go; either may be empty.

@@ -1,7 +1,12 @@
 #include "moebench/train/training_checkpoint.h"
 
+#include <set>
+#include <string>
+#include <utility>
+
 #include "moebench/ckpt/checkpoint_directory.h"
 #include "moebench/ckpt/native_checkpoint.h"
+#include "moebench/ckpt/tensor_parallel_pieces.h"
 #include "moebench/core/error.h"
 
 namespace moebench::train {
@@ -16,14 +21,38 @@ void world_barrier(const dist::ParallelState& state) {
 }
 
 // The model's weights and buffers: the dense ones (router expert biases
-// included) with `dense`, the routed experts this rank holds with `experts`.
+// included) with `dense`, the routed experts this rank holds with `experts`;
+// tensor-parallel weights as their slices of the one-rank tensors.
 std::vector<ckpt::ShardedTensor> model_pieces(TrainableModel& model, bool dense, bool experts) {
   std::vector<ckpt::ShardedTensor> pieces;
   for (const model::Parameter* p : model.parameters())
-    if (p->is_expert ? experts : dense) pieces.push_back(ckpt::whole_tensor(p->name, p->value));
+    if (p->is_expert ? experts : dense)
+      for (ckpt::ShardedTensor& piece : ckpt::tensor_parallel_pieces(p->name, p->value, p->tensor_parallel))
+        pieces.push_back(std::move(piece));
   if (dense)
     for (const model::Buffer& b : model.buffers()) pieces.push_back(ckpt::whole_tensor(b.name, b.value));
   return pieces;
+}
+
+// The names whose pieces tp rank 0 saves for every tp rank: weights that are
+// not split over tp (routed experts have their own replica rule), their Adam
+// moments, and the moments of unsplit experts unless the optimizer shards
+// them over expt_dp, which holds the tp ranks. Buffers (expert biases) are
+// replicated over tp too.
+std::set<std::string> tensor_parallel_duplicates(TrainableModel& model, const Optimizer& optimizer,
+                                                 int tensor_parallel_rank) {
+  std::set<std::string> names;
+  for (const model::Parameter* p : model.parameters()) {
+    if (!model::is_tensor_parallel_duplicate(*p, tensor_parallel_rank)) continue;
+    if (!p->is_expert) names.insert(p->name);
+    if (!p->is_expert || !optimizer.state_is_sharded()) {
+      names.insert(exp_avg_name(p->name));
+      names.insert(exp_avg_sq_name(p->name));
+    }
+  }
+  if (tensor_parallel_rank != 0)
+    for (const model::Buffer& b : model.buffers()) names.insert(b.name);
+  return names;
 }
 
 }  // namespace
@@ -52,6 +81,9 @@ void save_training_checkpoint(const fs::path& root, TrainableModel& model, Optim
   std::vector<ckpt::ShardedTensor> pieces = model_pieces(model, first_replica, first_expert_replica);
   if (contents.optimizer && (first_replica || optimizer.state_is_sharded()))
     for (ckpt::ShardedTensor& piece : optimizer.state_pieces()) pieces.push_back(std::move(piece));
+  const std::set<std::string> duplicates =
+      tensor_parallel_duplicates(model, optimizer, state.membership(GroupKind::kTensor).rank_in_group);
+  std::erase_if(pieces, [&duplicates](const ckpt::ShardedTensor& piece) { return duplicates.contains(piece.name); });
   ckpt::write_rank_file(staging, state.world_rank(), pieces);
   world_barrier(state);
   if (state.world_rank() == 0) ckpt::commit_checkpoint(root, metadata, state.grid().world_size());

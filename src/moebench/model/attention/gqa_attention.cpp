@@ -1,6 +1,9 @@
 #include "moebench/model/attention/gqa_attention.h"
 
 #include <cmath>
+#include <string>
+
+#include "moebench/core/error.h"
 
 #include "moebench/ops/attention.h"
 #include "moebench/ops/elementwise.h"
@@ -30,22 +33,33 @@ void copy_qkv(Tensor& qkv, Tensor& q, Tensor& k, Tensor& v, int64_t tokens, int6
   }
 }
 
+// The heads (or query groups) of one tp rank; throws when TP does not divide them.
+int64_t per_rank(int64_t count, const char* what, const dist::TensorParallelRegions& tp) {
+  if (count % tp.size() != 0)
+    throw Error(std::string(what) + " " + std::to_string(count) + " is not divisible by TP=" +
+                std::to_string(tp.size()) + "; choose a TP that divides it");
+  return count / tp.size();
+}
+
 }  // namespace
 
 GqaAttention::GqaAttention(const std::string& prefix, const config::ModelConfig& config,
-                           uint64_t seed)
-    : heads_(config.num_attention_heads),
-      groups_(config.num_query_groups),
+                           uint64_t seed, const dist::TensorParallelRegions& tp)
+    : heads_(per_rank(config.num_attention_heads, "num-attention-heads", tp)),
+      groups_(per_rank(config.num_query_groups, "num-query-groups", tp)),
       head_dim_(config.kv_channels),
       linear_qkv_(prefix + ".linear_qkv", config.hidden_size,
-                  (heads_ + 2 * groups_) * head_dim_, float(config.init_method_std), seed,
-                  config.add_qkv_bias),
-      linear_proj_(prefix + ".linear_proj", heads_ * head_dim_, config.hidden_size,
-                   float(config.init_method_std / std::sqrt(2.0 * config.num_layers)), seed),
+                  int64_t(config.num_attention_heads + 2 * config.num_query_groups) * head_dim_,
+                  float(config.init_method_std), seed, tp, config.add_qkv_bias),
+      linear_proj_(prefix + ".linear_proj", int64_t(config.num_attention_heads) * head_dim_, config.hidden_size,
+                   float(config.init_method_std / std::sqrt(2.0 * config.num_layers)), seed, tp),
       rotary_(head_dim_, config.rope, ops::RopeLayout::kHalf) {
   if (config.qk_layernorm) {
     q_layernorm_.emplace(prefix + ".q_layernorm.weight", head_dim_, config.norm_epsilon);
     k_layernorm_.emplace(prefix + ".k_layernorm.weight", head_dim_, config.norm_epsilon);
+    // Shared by all heads, each rank's gradient covers its own heads only.
+    q_layernorm_->weight.grad_partial_over_tp = tp.is_parallel();
+    k_layernorm_->weight.grad_partial_over_tp = tp.is_parallel();
   }
 }
 
@@ -55,7 +69,7 @@ Tensor GqaAttention::forward(const Tensor& inp, int64_t batch, int64_t seq,
   context.batch = batch;
   context.seq = seq;
   context.inp = inp;
-  Tensor qkv = linear_qkv_.forward(inp);
+  Tensor qkv = linear_qkv_.forward(inp);  // every token, this rank's groups
   Tensor q = ops::empty_like(qkv, {tokens, heads_, head_dim_});
   Tensor k = ops::empty_like(qkv, {tokens, groups_, head_dim_});
   Tensor v = ops::empty_like(qkv, {tokens, groups_, head_dim_});

@@ -13,12 +13,17 @@
 //   linear_qkv.weight   [G*(H/G+2)*d, h]   linear_qkv.bias [G*(H/G+2)*d] (--add-qkv-bias)
 //   q_layernorm.weight  [d]                k_layernorm.weight [d]        (--qk-layernorm)
 //   linear_proj.weight  [h, H*d]
+//
+// Tensor-parallel by heads as Megatron: each of the TP ranks holds G/TP whole
+// query groups of linear_qkv (column-parallel: its rows are grouped so) and
+// the matching H/TP heads' columns of linear_proj (row-parallel); the q/k
+// layernorms are replicated and see only the rank's heads.
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "moebench/config/model_config.h"
-#include "moebench/model/linear.h"
+#include "moebench/model/tensor_parallel_linear.h"
 #include "moebench/model/rmsnorm.h"
 #include "moebench/model/rotary.h"
 
@@ -28,16 +33,17 @@ class GqaAttention {
  public:
   struct Context {
     int64_t batch = 0, seq = 0;
-    Tensor inp;                               // [N, h], already normed
+    Tensor inp;                               // [n, h], already normed (this rank's tokens under SP)
     RMSNorm::Context q_norm, k_norm;          // when qk_layernorm
-    Tensor q, k, v;                           // [N, H|G, d] as attention saw them
+    Tensor q, k, v;                           // [N, H|G, d] as attention saw them (H, G: this rank's)
     Tensor attn;                              // [N, H*d]
     Tensor lse;                               // [B, H, S]
   };
 
-  GqaAttention(const std::string& prefix, const config::ModelConfig& config, uint64_t seed);
+  GqaAttention(const std::string& prefix, const config::ModelConfig& config, uint64_t seed,
+               const dist::TensorParallelRegions& tp = {});
 
-  // inp [B*S, h] -> out [B*S, h].
+  // inp [B*S, h] -> out [B*S, h] (this rank's token rows of both under SP).
   Tensor forward(const Tensor& inp, int64_t batch, int64_t seq, Context& context) const;
   // Returns dinp; accumulates parameter grads.
   Tensor backward(const Tensor& dout, const Context& context);
@@ -45,10 +51,10 @@ class GqaAttention {
   void collect(std::vector<Parameter*>& parameters);
 
  private:
-  int64_t heads_, groups_, head_dim_;
-  Linear linear_qkv_;
+  int64_t heads_, groups_, head_dim_;  // heads and groups of this tp rank
+  ColumnParallelLinear linear_qkv_;
   std::optional<RMSNorm> q_layernorm_, k_layernorm_;
-  Linear linear_proj_;
+  RowParallelLinear linear_proj_;
   RotaryEmbedding rotary_;
 };
 

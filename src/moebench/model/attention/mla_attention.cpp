@@ -1,6 +1,9 @@
 #include "moebench/model/attention/mla_attention.h"
 
 #include <cmath>
+#include <string>
+
+#include "moebench/core/error.h"
 
 #include "moebench/model/elementwise.h"
 #include "moebench/ops/attention.h"
@@ -14,11 +17,19 @@ config::RopeConfig full_rotation(config::RopeConfig rope) {
   return rope;
 }
 
+int64_t heads_per_rank(int64_t heads, const dist::TensorParallelRegions& tp) {
+  if (heads % tp.size() != 0)
+    throw Error("num-attention-heads " + std::to_string(heads) + " is not divisible by TP=" +
+                std::to_string(tp.size()) + "; choose a TP that divides it");
+  return heads / tp.size();
+}
+
 }  // namespace
 
 MlaAttention::MlaAttention(const std::string& prefix, const config::ModelConfig& config,
-                           uint64_t seed)
-    : heads_(config.num_attention_heads),
+                           uint64_t seed, const dist::TensorParallelRegions& tp)
+    : tp_(tp),
+      heads_(heads_per_rank(config.num_attention_heads, tp)),
       nope_dim_(config.mla.qk_head_dim),
       rope_dim_(config.mla.qk_pos_emb_head_dim),
       v_dim_(config.mla.v_head_dim),
@@ -30,22 +41,28 @@ MlaAttention::MlaAttention(const std::string& prefix, const config::ModelConfig&
       kv_layernorm_(prefix + ".linear_kv_up_proj.layer_norm_weight", kv_lora_rank_,
                     config.norm_epsilon),
       linear_kv_up_proj_(prefix + ".linear_kv_up_proj", kv_lora_rank_,
-                         heads_ * (nope_dim_ + v_dim_), float(config.init_method_std), seed),
-      linear_proj_(prefix + ".linear_proj", heads_ * v_dim_, config.hidden_size,
-                   float(config.init_method_std / std::sqrt(2.0 * config.num_layers)), seed),
+                         int64_t(config.num_attention_heads) * (nope_dim_ + v_dim_),
+                         float(config.init_method_std), seed, tp),
+      linear_proj_(prefix + ".linear_proj", int64_t(config.num_attention_heads) * v_dim_, config.hidden_size,
+                   float(config.init_method_std / std::sqrt(2.0 * config.num_layers)), seed, tp),
       rotary_(rope_dim_, full_rotation(config.rope), ops::RopeLayout::kInterleaved) {
-  const int64_t q_width = heads_ * (nope_dim_ + rope_dim_);
+  const int64_t q_width = int64_t(config.num_attention_heads) * (nope_dim_ + rope_dim_);
   const float std = float(config.init_method_std);
   const int64_t q_lora = config.mla.q_lora_rank;
   if (q_lora == 0) {
-    linear_q_proj_.emplace(prefix + ".linear_q_proj", config.hidden_size, q_width, std, seed);
+    linear_q_proj_.emplace(prefix + ".linear_q_proj", config.hidden_size, q_width, std, seed, tp);
   } else {
     linear_q_down_proj_.emplace(prefix + ".linear_q_down_proj", config.hidden_size, q_lora, std,
                                 seed);
     q_layernorm_.emplace(prefix + ".linear_q_up_proj.layer_norm_weight", q_lora,
                          config.norm_epsilon);
-    linear_q_up_proj_.emplace(prefix + ".linear_q_up_proj", q_lora, q_width, std, seed);
+    linear_q_up_proj_.emplace(prefix + ".linear_q_up_proj", q_lora, q_width, std, seed, tp);
   }
+  // The replicated down projections and norms see this rank's tokens only under SP.
+  for (Parameter* p : {&linear_kv_down_proj_.weight, &kv_layernorm_.weight,
+                       linear_q_down_proj_ ? &linear_q_down_proj_->weight : nullptr,
+                       q_layernorm_ ? &q_layernorm_->weight : nullptr})
+    if (p) p->grad_partial_over_tp = tp.sequence_parallel();
 }
 
 Tensor MlaAttention::project_queries(const Tensor& inp, Context& context) const {
@@ -79,12 +96,13 @@ Tensor MlaAttention::forward(const Tensor& inp, int64_t batch, int64_t seq,
   context.q = q.view({tokens, heads_, qk_dim});
 
   // Keys and values from the compressed latent and the shared rope key.
-  Tensor kv_down = linear_kv_down_proj_.forward(inp);  // [N, kv_lora + dr]
-  Tensor latent = ops::empty_like(kv_down, {tokens, kv_lora_rank_});
-  Tensor k_pe = ops::empty_like(kv_down, {tokens, 1, rope_dim_});
-  ops::copy_columns(latent, kv_lora_rank_, 0, kv_down, kv_lora_rank_ + rope_dim_, 0, tokens, kv_lora_rank_);
-  ops::copy_columns(k_pe, rope_dim_, 0, kv_down, kv_lora_rank_ + rope_dim_, kv_lora_rank_, tokens, rope_dim_);
-  k_pe = rotary_.forward(k_pe, batch, seq);
+  const int64_t own_tokens = inp.size(0);
+  Tensor kv_down = linear_kv_down_proj_.forward(inp);  // [n, kv_lora + dr]
+  Tensor latent = ops::empty_like(kv_down, {own_tokens, kv_lora_rank_});
+  Tensor k_pe = ops::empty_like(kv_down, {own_tokens, 1, rope_dim_});
+  ops::copy_columns(latent, kv_lora_rank_, 0, kv_down, kv_lora_rank_ + rope_dim_, 0, own_tokens, kv_lora_rank_);
+  ops::copy_columns(k_pe, rope_dim_, 0, kv_down, kv_lora_rank_ + rope_dim_, kv_lora_rank_, own_tokens, rope_dim_);
+  k_pe = rotary_.forward(tp_.enter(k_pe), batch, seq);  // every token's
   context.kv_latent_normed = kv_layernorm_.forward(latent, context.kv_norm);
   Tensor kv = linear_kv_up_proj_.forward(context.kv_latent_normed);  // [N, H*(dn+dv)]
   context.k = ops::empty_like(kv, {tokens, heads_, qk_dim});
@@ -128,12 +146,13 @@ Tensor MlaAttention::backward(const Tensor& dout, const Context& context) {
   ops::zero_(dk_pe);
   for (int64_t h = 0; h < heads_; ++h)
     ops::add_columns(dk_pe, rope_dim_, 0, dk, heads_ * qk_dim, h * qk_dim + nope_dim_, tokens, rope_dim_);
-  dk_pe = rotary_.backward(dk_pe, batch, seq);
+  dk_pe = tp_.enter_backward(rotary_.backward(dk_pe, batch, seq));  // this rank's tokens
   Tensor dlatent_normed = linear_kv_up_proj_.backward(dkv, context.kv_latent_normed);
   Tensor dlatent = kv_layernorm_.backward(dlatent_normed, context.kv_norm);
-  Tensor dkv_down = ops::empty_like(dlatent, {tokens, kv_lora_rank_ + rope_dim_});
-  ops::copy_columns(dkv_down, kv_lora_rank_ + rope_dim_, 0, dlatent, kv_lora_rank_, 0, tokens, kv_lora_rank_);
-  ops::copy_columns(dkv_down, kv_lora_rank_ + rope_dim_, kv_lora_rank_, dk_pe, rope_dim_, 0, tokens, rope_dim_);
+  const int64_t own_tokens = context.inp.size(0);
+  Tensor dkv_down = ops::empty_like(dlatent, {own_tokens, kv_lora_rank_ + rope_dim_});
+  ops::copy_columns(dkv_down, kv_lora_rank_ + rope_dim_, 0, dlatent, kv_lora_rank_, 0, own_tokens, kv_lora_rank_);
+  ops::copy_columns(dkv_down, kv_lora_rank_ + rope_dim_, kv_lora_rank_, dk_pe, rope_dim_, 0, own_tokens, rope_dim_);
   add_into(dinp, linear_kv_down_proj_.backward(dkv_down, context.inp));
   return dinp;
 }

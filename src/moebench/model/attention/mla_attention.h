@@ -23,12 +23,18 @@
 //   linear_kv_up_proj.layer_norm_weight  [kv_lora]
 //   linear_kv_up_proj.weight             [H*(dn+dv), kv_lora]
 //   linear_proj.weight                   [h, H*dv]
+//
+// Tensor-parallel by heads as Megatron's MLA: the down projections and their
+// norms are replicated and run on this rank's tokens; linear_q_proj and the
+// up projections are column-parallel (H/TP heads each, their inputs and the
+// shared rope key gathered over the tp ranks under sequence parallelism) and
+// linear_proj is row-parallel.
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "moebench/config/model_config.h"
-#include "moebench/model/linear.h"
+#include "moebench/model/tensor_parallel_linear.h"
 #include "moebench/model/rmsnorm.h"
 #include "moebench/model/rotary.h"
 
@@ -38,20 +44,22 @@ class MlaAttention {
  public:
   struct Context {
     int64_t batch = 0, seq = 0;
-    Tensor inp;                  // [N, h], already normed
-    Tensor q_latent;             // [N, q_lora] (q-LoRA only)
+    Tensor inp;                  // [n, h], already normed (n: this rank's tokens under SP, else N)
+    Tensor q_latent;             // [n, q_lora] (q-LoRA only)
     RMSNorm::Context q_norm;     // (q-LoRA only)
-    Tensor q_latent_normed;      // [N, q_lora] (q-LoRA only)
+    Tensor q_latent_normed;      // [n, q_lora] (q-LoRA only)
     RMSNorm::Context kv_norm;
-    Tensor kv_latent_normed;     // [N, kv_lora]
-    Tensor q, k, v;              // [N, H, dn+dr], [N, H, dn+dr], [N, H, dv] as attention saw them
+    Tensor kv_latent_normed;     // [n, kv_lora]
+    // [N, H, dn+dr], [N, H, dn+dr], [N, H, dv] as attention saw them (H: this rank's heads)
+    Tensor q, k, v;
     Tensor attn;                 // [N, H*dv]
     Tensor lse;                  // [B, H, S]
   };
 
-  MlaAttention(const std::string& prefix, const config::ModelConfig& config, uint64_t seed);
+  MlaAttention(const std::string& prefix, const config::ModelConfig& config, uint64_t seed,
+               const dist::TensorParallelRegions& tp = {});
 
-  // inp [B*S, h] -> out [B*S, h].
+  // inp [B*S, h] -> out [B*S, h] (this rank's token rows of both under SP).
   Tensor forward(const Tensor& inp, int64_t batch, int64_t seq, Context& context) const;
   // Returns dinp; accumulates parameter grads.
   Tensor backward(const Tensor& dout, const Context& context);
@@ -62,16 +70,18 @@ class MlaAttention {
   Tensor project_queries(const Tensor& inp, Context& context) const;
   Tensor project_queries_backward(const Tensor& dq, const Context& context);
 
-  int64_t heads_, nope_dim_, rope_dim_, v_dim_, kv_lora_rank_;
+  dist::TensorParallelRegions tp_;
+  int64_t heads_;  // this tp rank's
+  int64_t nope_dim_, rope_dim_, v_dim_, kv_lora_rank_;
   double softmax_scale_;
-  std::optional<Linear> linear_q_proj_;       // without q-LoRA
-  std::optional<Linear> linear_q_down_proj_;  // with q-LoRA
+  std::optional<ColumnParallelLinear> linear_q_proj_;  // without q-LoRA
+  std::optional<Linear> linear_q_down_proj_;           // with q-LoRA
   std::optional<RMSNorm> q_layernorm_;
-  std::optional<Linear> linear_q_up_proj_;
+  std::optional<ColumnParallelLinear> linear_q_up_proj_;
   Linear linear_kv_down_proj_;
   RMSNorm kv_layernorm_;
-  Linear linear_kv_up_proj_;
-  Linear linear_proj_;
+  ColumnParallelLinear linear_kv_up_proj_;
+  RowParallelLinear linear_proj_;
   RotaryEmbedding rotary_;
 };
 

@@ -1,6 +1,9 @@
 #include "moebench/model/moe/moe_layer.h"
 
+#include <string>
 #include <type_traits>
+
+#include "moebench/core/error.h"
 
 #include "moebench/model/elementwise.h"
 
@@ -56,16 +59,27 @@ Tensor device_counts(const Handle&) {
   return Tensor();
 }
 
+// Megatron's MoELayer refuses TP without SP: each tp rank must route its own tokens.
+dist::TensorParallelRegions moe_tensor_parallel(const config::ModelConfig& config,
+                                                const dist::ParallelState* parallel_state) {
+  const auto tp = dist::TensorParallelRegions::of(parallel_state, config.sequence_parallel);
+  if (tp.is_parallel() && !tp.sequence_parallel())
+    throw Error("MoE layers with TP=" + std::to_string(tp.size()) +
+                " need sequence parallelism, as in Megatron; add --sequence-parallel");
+  return tp;
+}
+
 }  // namespace
 
 MoELayer::MoELayer(const std::string& prefix, const config::ModelConfig& config, uint64_t seed,
                    const ModelConventions& conventions, const dist::ParallelState* parallel_state)
     : dispatcher_(make_dispatcher(config, parallel_state)),
-      router(prefix + ".router", config, seed, conventions),
+      router(prefix + ".router", config, seed, conventions, moe_tensor_parallel(config, parallel_state)),
       experts(prefix + ".experts", config, seed, first_local_expert(dispatcher_),
               num_local_experts(dispatcher_, config)) {
   if (config.moe.shared_expert_size > 0)
-    shared_experts_.emplace(prefix + ".shared_experts", config, seed);
+    shared_experts_.emplace(prefix + ".shared_experts", config, seed,
+                            moe_tensor_parallel(config, parallel_state));
 }
 
 Tensor MoELayer::forward(const Tensor& inp, int64_t batch, int64_t seq, Context& context,

@@ -10,6 +10,12 @@
 // AllGatherTokenDispatcher); the router and the shared experts stay
 // replicated. CPU float32 only.
 //
+// With TP > 1 (expert-TP 1, sequence parallel, as Megatron requires for MoE
+// with TP) each tp rank routes and dispatches its own token rows; the ep
+// group follows Megatron's expert grid, which folds the tp ranks into it.
+// The router is replicated; the shared experts are tensor-parallel like the
+// dense MLP.
+//
 // Parameters under `prefix` (decoder.layers.N.mlp): router.*, experts.*,
 // shared_experts.* (see router.h, grouped_experts.h, shared_experts.h).
 #include <optional>
@@ -51,7 +57,8 @@ class MoELayer {
 
   // `parallel_state` null: one rank holding every expert. Otherwise kept by
   // reference; with an ep group of more than one rank forward and backward are
-  // collective over it (over tp_ep for allgather).
+  // collective over it (over tp_ep for allgather), and over tp with TP > 1.
+  // Throws Error for TP > 1 without config.sequence_parallel.
   MoELayer(const std::string& prefix, const config::ModelConfig& config, uint64_t seed,
            const ModelConventions& conventions, const dist::ParallelState* parallel_state = nullptr);
 

@@ -53,16 +53,20 @@ ops::GroupScore megatron_group_score(const config::MoeConfig& moe,
 }  // namespace
 
 TopKRouter::TopKRouter(const std::string& prefix, const config::ModelConfig& config,
-                       uint64_t seed, const ModelConventions& conventions)
+                       uint64_t seed, const ModelConventions& conventions,
+                       const dist::TensorParallelRegions& tp)
     : weight(normal_parameter(prefix + ".weight",
                               {config.moe.num_experts, config.hidden_size},
                               float(config.init_method_std), seed)),
       expert_bias(Tensor::zeros({config.moe.num_experts}, DType::F32)),
       local_tokens_per_expert(Tensor::zeros({config.moe.num_experts}, DType::F32)),
       moe_(config.moe),
+      tp_(tp),
       group_score_(megatron_group_score(config.moe, conventions)),
       prefix_(prefix),
-      seed_(seed) {}
+      seed_(seed) {
+  weight.grad_partial_over_tp = tp.sequence_parallel();
+}
 
 Tensor TopKRouter::compute_logits(const Tensor& inp) {
   const int64_t n = inp.size(0), experts = weight.value.size(0);
@@ -161,22 +165,26 @@ double TopKRouter::auxiliary_losses(const Tensor& logits, Context& context) cons
     std::vector<int64_t> chosen(n * k);
     ops::cpu::topk(values.data(), chosen.data(), p, n, experts, k);
 
-    // A "sequence" is the whole batch for aux_loss, one row of [B, S] for seq_aux_loss.
+    // A "sequence" is the whole batch for aux_loss, one row of [B, S] for
+    // seq_aux_loss. Under SP this rank's rows start at global row `first`.
     const bool per_sequence = moe_.load_balancing == LoadBalancing::SeqAuxLoss;
     const int64_t sequences = per_sequence ? context.batch : 1;
-    const int64_t length = n / sequences;
+    const int64_t shards = tp_.sequence_parallel() ? tp_.size() : 1;
+    const int64_t length = n * shards / sequences;
+    const int64_t first = tp_.sequence_parallel() ? tp_.rank() * n : 0;
     const double scale = moe_.aux_loss_coeff * experts /
                          (double(k) * double(length) * double(length) * double(sequences));
+    Tensor counts = Tensor::zeros({sequences, experts}, DType::F64);
+    double* count = counts.data<double>();
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t i = 0; i < k; ++i) count[(first + t) / length * experts + chosen[t * k + i]] += 1;
+    if (tp_.sequence_parallel()) tp_.all_reduce(counts);
     std::vector<float> dscores(n * experts);
-    for (int64_t b = 0; b < sequences; ++b) {
-      std::vector<double> counts(experts, 0.0);
-      for (int64_t t = b * length; t < (b + 1) * length; ++t)
-        for (int64_t i = 0; i < k; ++i) counts[chosen[t * k + i]] += 1;
-      for (int64_t t = b * length; t < (b + 1) * length; ++t) {
-        for (int64_t e = 0; e < experts; ++e) {
-          loss += scale * counts[e] * p[t * experts + e];
-          dscores[t * experts + e] = float(scale * counts[e]);
-        }
+    for (int64_t t = 0; t < n; ++t) {
+      const double* sequence_counts = count + (first + t) / length * experts;
+      for (int64_t e = 0; e < experts; ++e) {
+        loss += scale * sequence_counts[e] * p[t * experts + e];
+        dscores[t * experts + e] = float(scale * sequence_counts[e]);
       }
     }
     std::vector<float> dlogits(n * experts);
@@ -192,6 +200,8 @@ double TopKRouter::auxiliary_losses(const Tensor& logits, Context& context) cons
   }
 
   if (z_loss) {
+    // The mean over every token of the tp ranks (Megatron divides the coefficient by TP).
+    const double tokens = double(n) * double(tp_.sequence_parallel() ? tp_.size() : 1);
     const float* l = logits.data<float>();
     for (int64_t t = 0; t < n; ++t) {
       const float* row = l + t * experts;
@@ -199,10 +209,10 @@ double TopKRouter::auxiliary_losses(const Tensor& logits, Context& context) cons
       double sum = 0;
       for (int64_t e = 0; e < experts; ++e) sum += std::exp(row[e] - max);
       const double lse = max + std::log(sum);
-      loss += moe_.z_loss_coeff * lse * lse / double(n);
+      loss += moe_.z_loss_coeff * lse * lse / tokens;
       for (int64_t e = 0; e < experts; ++e)
         aux_dlogits[t * experts + e] +=
-            float(moe_.z_loss_coeff * 2.0 * lse / double(n) * std::exp(row[e] - lse));
+            float(moe_.z_loss_coeff * 2.0 * lse / tokens * std::exp(row[e] - lse));
     }
   }
   return loss;
@@ -217,7 +227,13 @@ Routing TopKRouter::forward(const Tensor& inp, int64_t batch, int64_t seq, Conte
   context.inp = inp;
   const Tensor logits = compute_logits(inp);
   select_topk(logits, context);
-  aux_loss += auxiliary_losses(logits, context);
+  double layer_aux_loss = auxiliary_losses(logits, context);
+  if (tp_.sequence_parallel()) {
+    Tensor shares = Tensor::from_vector(std::vector<double>{layer_aux_loss});
+    tp_.all_reduce(shares);
+    layer_aux_loss = shares.data<double>()[0];
+  }
+  aux_loss += layer_aux_loss;
 
   Routing routing{context.indices.clone(), context.topk_probs.clone()};
   float* probs = routing.probs.data<float>();

@@ -19,6 +19,12 @@
 // where p are softmax scores (sigmoid: sigmoid scores normalised per token)
 // and count_e the tokens whose plain top-k of those scores includes e.
 //
+// Under sequence parallelism each tp rank routes its own token rows (a
+// contiguous chunk of the B*S, see dist/tensor_parallel_regions.h); the
+// expert counts of the aux losses are summed over the tp ranks, each rank's
+// aux + z loss is its tokens' share (its gradient), and the reported loss is
+// the sum of the shares, as one rank would compute it.
+//
 // Parameters and buffers under `prefix` (decoder.layers.N.mlp.router):
 //   weight       [E, h]   trained
 //   expert_bias  [E]      buffer (not a Parameter): moved by update_expert_bias
@@ -28,6 +34,7 @@
 
 #include "moebench/config/model_config.h"
 #include "moebench/dist/communicator.h"
+#include "moebench/dist/tensor_parallel_regions.h"
 #include "moebench/model/model_conventions.h"
 #include "moebench/model/parameter.h"
 #include "moebench/ops/router.h"
@@ -57,7 +64,7 @@ class TopKRouter {
   };
 
   TopKRouter(const std::string& prefix, const config::ModelConfig& config, uint64_t seed,
-             const ModelConventions& conventions);
+             const ModelConventions& conventions, const dist::TensorParallelRegions& tp = {});
 
   // inp [B*S, h] (token b*S + s). Adds this layer's aux + z losses (already
   // multiplied by their coefficients) to `aux_loss`.
@@ -87,6 +94,7 @@ class TopKRouter {
   double auxiliary_losses(const Tensor& logits, Context& context) const;
 
   config::MoeConfig moe_;
+  dist::TensorParallelRegions tp_;
   ops::GroupScore group_score_;
   std::string prefix_;
   uint64_t seed_;

@@ -8,13 +8,15 @@
 namespace moebench::model {
 
 SharedExperts::SharedExperts(const std::string& prefix, const config::ModelConfig& config,
-                             uint64_t seed)
+                             uint64_t seed, const dist::TensorParallelRegions& tp)
     : mlp_(prefix, config.hidden_size, config.moe.shared_expert_size,
            float(config.init_method_std),
-           float(config.init_method_std / std::sqrt(2.0 * config.num_layers)), seed) {
-  if (config.moe.shared_expert_gate)
+           float(config.init_method_std / std::sqrt(2.0 * config.num_layers)), seed, tp) {
+  if (config.moe.shared_expert_gate) {
     gate_weight_ = normal_parameter(prefix + ".gate_weight", {1, config.hidden_size},
                                     float(config.init_method_std), seed);
+    gate_weight_->grad_partial_over_tp = tp.sequence_parallel();  // it gates this rank's tokens only
+  }
 }
 
 Tensor SharedExperts::forward(const Tensor& inp, Context& context) const {

@@ -6,6 +6,7 @@
 // Parameters under `prefix` (decoder.layers.N.mlp.shared_experts):
 //   linear_fc1.weight [2*shared, h]   linear_fc2.weight [h, shared]
 //   gate_weight       [1, h]          (--moe-shared-expert-gate)
+// Tensor-parallel like the dense MLP; the gate weight is replicated.
 #include <optional>
 #include <string>
 #include <vector>
@@ -23,7 +24,8 @@ class SharedExperts {
     Tensor gate;     // [N] sigmoid gate values (gated only)
   };
 
-  SharedExperts(const std::string& prefix, const config::ModelConfig& config, uint64_t seed);
+  SharedExperts(const std::string& prefix, const config::ModelConfig& config, uint64_t seed,
+                const dist::TensorParallelRegions& tp = {});
 
   Tensor forward(const Tensor& inp, Context& context) const;
   Tensor backward(const Tensor& dout, const Context& context);

@@ -144,7 +144,6 @@ void write_qwen_or_mixtral(const config::ModelConfig& m, json& hub) {
   hub["model_type"] = type;
   hub["num_key_value_heads"] = m.num_query_groups;
   hub["head_dim"] = m.kv_channels;
-  hub["num_experts_per_tok"] = moe.topk;
   hub["router_aux_loss_coef"] = moe.aux_loss_coeff;
   hub["output_router_logits"] = false;
   if (m.rope.percent != 1.0) hub["partial_rotary_factor"] = m.rope.percent;
@@ -174,16 +173,18 @@ void write_qwen_or_mixtral(const config::ModelConfig& m, json& hub) {
 
 }  // namespace
 
-std::string hf_config_json(const config::ModelConfig& m, const model::ModelConventions& conventions, DType weights) {
+std::string hf_config_json(const config::ModelConfig& m, const model::ModelConventions& conventions, DType weights,
+                           int max_position_embeddings) {
   require(m.is_moe(), "MoE", "the model has no experts (--num-experts)");
   json hub = json::object();
   hub["num_hidden_layers"] = m.num_layers;
   hub["hidden_size"] = m.hidden_size;
   hub["intermediate_size"] = m.ffn_hidden_size;
   hub["num_attention_heads"] = m.num_attention_heads;
-  hub["max_position_embeddings"] = m.seq_length;
+  hub["max_position_embeddings"] = max_position_embeddings;
   hub["vocab_size"] = m.padded_vocab_size;
   hub["rms_norm_eps"] = m.norm_epsilon;
+  hub["num_experts_per_tok"] = m.moe.topk;
   hub["initializer_range"] = m.init_method_std;
   hub["tie_word_embeddings"] = false;
   hub["hidden_act"] = "silu";

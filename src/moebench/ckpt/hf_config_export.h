@@ -19,11 +19,11 @@
 namespace moebench::ckpt {
 
 // config.json's text. `weights` is the dtype of the exported weights
-// (torch_dtype). Throws an Error naming the setting when no hub architecture
+// (torch_dtype); max_position_embeddings is Megatron's flag of that name. Throws an Error naming the setting when no hub architecture
 // computes what the model computes (a dense model, sigmoid scores without
 // MLA, group-limited routing that ranks groups otherwise than the hub model,
 // a MoE layer pattern the hub config cannot express, ...).
 std::string hf_config_json(const config::ModelConfig& config, const model::ModelConventions& conventions,
-                           DType weights);
+                           DType weights, int max_position_embeddings);
 
 }  // namespace moebench::ckpt

@@ -10,6 +10,7 @@
 #include "moebench/ckpt/native_model.h"
 #include "moebench/ckpt/safetensors_tensor.h"
 #include "moebench/ckpt/safetensors_writer.h"
+#include "moebench/config/flag_map.h"
 #include "moebench/core/atomic_file.h"
 #include "moebench/core/error.h"
 
@@ -123,7 +124,9 @@ std::string hub_config_of(const NativeCheckpoint& checkpoint, const config::Mode
   const CheckpointMetadata& metadata = checkpoint.metadata();
   if (!metadata.hf_config.empty()) return metadata.hf_config + "\n";
   try {
-    return hf_config_json(config, metadata.conventions, hub.at("lm_head.weight").dtype);
+    const config::FlagMap flags = config::FlagMap::parse_arguments(metadata.model_args);
+    return hf_config_json(config, metadata.conventions, hub.at("lm_head.weight").dtype,
+                          int(flags.get_int("--max-position-embeddings", config.seq_length)));
   } catch (const Error& e) {
     throw Error("checkpoint " + checkpoint.directory().string() + ": " + e.what());
   }

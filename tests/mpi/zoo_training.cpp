@@ -35,17 +35,20 @@ Run configured_run(const ZooRun& zoo, int world_size) {
   if (zoo.num_layers > 0) variables["NUM_LAYERS"] = std::to_string(zoo.num_layers);
   if (!zoo.dispatcher.empty()) variables["MOE_TOKEN_DISPATCHER"] = zoo.dispatcher;
   std::vector<std::string> flags = {"--micro-batch-size", "1", "--global-batch-size", "8", "--train-iters",
-                                    std::to_string(kZooIterations), "--lr-warmup-iters", "1", "--eval-iters", "0",
+                                    std::to_string(zoo.iterations), "--lr-warmup-iters", "1", "--eval-iters", "0",
                                     "--ddp-bucket-size", "20000"};
   flags.insert(flags.end(), zoo.flags.begin(), zoo.flags.end());
   config::ResolvedConfig resolved =
       config::resolve({std::filesystem::path(MOEBENCH_SOURCE_DIR) / "configs", variables, flags});
-  // Every rank also trains the one-rank reference: no checkpoints, or they would share a directory.
+  // Every rank also trains the one-rank reference: checkpoints only where the run asks (ZooRun::save).
   resolved.flags.erase("--save");
   Run run;
   run.setup.parallel = config::parallel_config_from_flags(resolved.flags, world_size);
   run.setup.parallel.distributed_optimizer = zoo.distributed_optimizer;
   run.setup.train = train_config_from_flags(resolved.flags, run.setup.parallel.global_batch);
+  run.setup.train.save = zoo.save;
+  run.setup.train.load = zoo.load;
+  run.setup.model_args = resolved.flags.to_arguments();
   run.model = config::model_config_from_flags(resolved.flags, run.setup.parallel.tensor);
   run.setup.seq_length = run.model.seq_length;
   run.setup.hidden_size = run.model.hidden_size;

@@ -33,6 +33,9 @@ struct ZooRun {
   int num_layers = 0;            // 0: the model's row in configs/runtime.yaml
   std::string dispatcher{};      // --moe-token-dispatcher-type; empty: the model's own
   std::vector<std::string> flags{};  // more Megatron flags, over everything else
+  int iterations = kZooIterations;  // --train-iters
+  std::string save{};                // --save: a checkpoint at the end of the run
+  std::string load{};                // --load: resume from this checkpoint
 
   // The same model and training on one rank: EP, PP and VPP 1.
   ZooRun one_rank() const;

@@ -1,5 +1,8 @@
 #include "moebench/train/training_checkpoint.h"
 
+#include <set>
+#include <string>
+
 #include "moebench/ckpt/checkpoint_directory.h"
 #include "moebench/ckpt/native_checkpoint.h"
 #include "moebench/core/error.h"
@@ -26,6 +29,13 @@ std::vector<ckpt::ShardedTensor> model_pieces(TrainableModel& model, bool dense,
   return pieces;
 }
 
+// Adam's moments of a routed expert's weight: replicated over expt_dp, not dp.
+bool is_expert_state(const std::string& piece, const std::set<std::string>& expert_parameters) {
+  for (const std::string prefix : {"optimizer.exp_avg.", "optimizer.exp_avg_sq."})
+    if (piece.starts_with(prefix) && expert_parameters.contains(piece.substr(prefix.size()))) return true;
+  return false;
+}
+
 }  // namespace
 
 void save_training_checkpoint(const fs::path& root, TrainableModel& model, Optimizer& optimizer,
@@ -50,8 +60,16 @@ void save_training_checkpoint(const fs::path& root, TrainableModel& model, Optim
   const bool first_replica = state.membership(GroupKind::kData).rank_in_group == 0;
   const bool first_expert_replica = state.membership(GroupKind::kExpertData).rank_in_group == 0;
   std::vector<ckpt::ShardedTensor> pieces = model_pieces(model, first_replica, first_expert_replica);
-  if (contents.optimizer && (first_replica || optimizer.state_is_sharded()))
-    for (ckpt::ShardedTensor& piece : optimizer.state_pieces()) pieces.push_back(std::move(piece));
+  if (contents.optimizer) {
+    std::set<std::string> expert_parameters;
+    for (const model::Parameter* p : model.parameters())
+      if (p->is_expert) expert_parameters.insert(p->name);
+    for (ckpt::ShardedTensor& piece : optimizer.state_pieces()) {
+      const bool saves = optimizer.state_is_sharded() ||
+                         (is_expert_state(piece.name, expert_parameters) ? first_expert_replica : first_replica);
+      if (saves) pieces.push_back(std::move(piece));
+    }
+  }
   ckpt::write_rank_file(staging, state.world_rank(), pieces);
   world_barrier(state);
   if (state.world_rank() == 0) ckpt::commit_checkpoint(root, metadata, state.grid().world_size());

@@ -2,12 +2,15 @@
 // fixture converts and `moebench logits` on the result reproduces the
 // reference logits and loss; a TP/PP/EP layout holds the same tensors as the
 // one-rank layout; native -> HF -> native is bit-exact; FP8 block-scaled
-// weights dequantise within fp8 rounding; an interrupted conversion resumes;
-// a cut-off shard or a config that does not fit the weights is a clear error
-// that leaves nothing behind.
+// weights dequantise within fp8 rounding; DeepSeek-V3's correction bias
+// reaches the router and comes back; a checkpoint trained by `moebench run`
+// exports to a hub directory that computes the same logits bit for bit; an
+// interrupted conversion resumes; a cut-off shard or a config that does not
+// fit the weights is a clear error that leaves nothing behind, both ways.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -17,6 +20,7 @@
 #include <string>
 
 #include "moebench/ckpt/checkpoint_directory.h"
+#include "moebench/ckpt/hf_import.h"
 #include "moebench/ckpt/hf_to_native.h"
 #include "moebench/ckpt/native_checkpoint.h"
 #include "moebench/ckpt/native_to_hf.h"
@@ -103,7 +107,10 @@ TEST_P(FixtureConversion, NativeToHfToNativeIsBitExact) {
   const fs::path hub = fresh_directory("roundtrip_hub_" + GetParam());
   const fs::path second = fresh_directory("roundtrip_second_" + GetParam());
   convert_hf_to_native({fixture, first, {.tp = 2, .pp = 1, .ep = 1}, {}});
-  convert_native_to_hf({first, hub});
+  // Shards of 64 KiB: several files and the index, as transformers writes large models.
+  convert_native_to_hf({first, hub, 64 << 10});
+  EXPECT_TRUE(fs::exists(hub / "model.safetensors.index.json"));
+  EXPECT_FALSE(fs::exists(hub / "model.safetensors"));
   convert_hf_to_native({hub, second, {}, {}});
   const NativeCheckpoint a(first), b(second);
   ASSERT_EQ(a.metadata().tensors.size(), b.metadata().tensors.size());
@@ -205,6 +212,117 @@ TEST(Fp8Conversion, DequantisesBlockScaledWeightsWithinFp8Rounding) {
     EXPECT_LT(worst, 0.0625 + 0.004) << name;
   }
   for (const fs::path& p : {exact_hub, fp8_hub, exact, quantised}) fs::remove_all(p);
+}
+
+TEST(ExpertBiasConversion, DeepSeekV3CorrectionBiasReachesTheRouterAndComesBack) {
+  const fs::path hub = fresh_directory("v3_bias_hub"), native = fresh_directory("v3_bias_native"),
+                 exported = fresh_directory("v3_bias_exported");
+  write_deepseek_v3_fixture(hub, false);
+  const std::string bias = "model.layers.2.mlp.gate.e_score_correction_bias";
+  const Tensor want = tensor_view(SafetensorsCheckpoint(hub).tensor(bias)).clone();
+
+  const HfModelSpec spec = read_hf_config(hub / "config.json");
+  model::GPTModel model(spec.config, 0, spec.conventions);
+  load_hf_weights(model, SafetensorsCheckpoint(hub));
+  const std::vector<model::Buffer> buffers = model.buffers();
+  const auto loaded = std::ranges::find(buffers, "decoder.layers.2.mlp.router.expert_bias", &model::Buffer::name);
+  ASSERT_NE(loaded, buffers.end());
+  EXPECT_TRUE(bitwise_equal(loaded->value, want));
+
+  convert_hf_to_native({hub, native, {.tp = 1, .pp = 1, .ep = 2}, {}});
+  EXPECT_TRUE(bitwise_equal(NativeCheckpoint(native).read_whole("decoder.layers.2.mlp.router.expert_bias"), want));
+  convert_native_to_hf({native, exported});
+  EXPECT_TRUE(bitwise_equal(tensor_view(SafetensorsCheckpoint(exported).tensor(bias)).contiguous(), want));
+  for (const fs::path& p : {hub, native, exported}) fs::remove_all(p);
+}
+
+// `moebench run` trains a zoo model for 2 iterations and saves it; its
+// Hugging Face export, read back by `moebench logits`, gives the trained
+// model's logits and loss bit for bit.
+class TrainedCheckpointExport : public ::testing::TestWithParam<std::pair<std::string, std::string>> {};
+
+int run_moebench(const std::string& arguments) {
+  return std::system(("CLUSTER=local " + std::string(MOEBENCH_BINARY) + " " + arguments + " > /dev/null 2>&1").c_str());
+}
+
+// Trains `model` for 2 iterations with --save into <directory>/checkpoints.
+void train_and_save(const std::string& model, const fs::path& directory) {
+  ASSERT_EQ(run_moebench("run --model " + model + " --train-iters 2 --lr-warmup-iters 1 --eval-iters 0 --output-dir " +
+                         directory.string() + " --save " + (directory / "checkpoints").string()),
+            0);
+}
+
+TEST_P(TrainedCheckpointExport, HubExportComputesTheTrainedModelBitForBit) {
+  const auto& [model, architecture] = GetParam();
+  const fs::path run = fresh_directory("trained_" + model), hub = run / "hub";
+  train_and_save(model, run);
+  convert_native_to_hf({run / "checkpoints", hub});
+  const nlohmann::json config = nlohmann::json::parse(std::ifstream(hub / "config.json"));
+  EXPECT_EQ(config["architectures"][0], architecture);
+
+  const std::string input = (kFixtures / "tiny-mixtral/reference.safetensors").string();
+  for (const fs::path& source : {run / "checkpoints", hub})
+    ASSERT_EQ(run_moebench("logits --load " + source.string() + " --input " + input + " --output " +
+                           (source.string() + ".logits.safetensors")),
+              0);
+  const SafetensorsFile trained(run / "checkpoints.logits.safetensors"), exported(run / "hub.logits.safetensors");
+  for (const char* name : {"logits", "loss"})
+    EXPECT_TRUE(bitwise_equal(tensor_view(trained.tensor(name)).contiguous(), tensor_view(exported.tensor(name)).contiguous()))
+        << name;
+  fs::remove_all(run);
+}
+
+INSTANTIATE_TEST_SUITE_P(ZooModels, TrainedCheckpointExport,
+                         ::testing::Values(std::pair{"tiny-mixtral", "MixtralForCausalLM"},
+                                           std::pair{"tiny-qwen2-moe", "Qwen2MoeForCausalLM"},
+                                           std::pair{"tiny-qwen3-moe", "Qwen3MoeForCausalLM"},
+                                           std::pair{"tiny-deepseek-v2", "DeepseekV2ForCausalLM"},
+                                           std::pair{"tiny-deepseek-v2-lite", "DeepseekV2ForCausalLM"}),
+                         [](const auto& info) {
+                           std::string name = info.param.first;
+                           for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+                           return name;
+                         });
+
+// The hub's DeepSeek-V3 ranks expert groups by their top two scores;
+// tiny-deepseek-v3 (top-3 of 2 groups) by Megatron's rule, its top one.
+TEST(TrainedCheckpointExportFailures, ARoutingNoHubModelComputesIsAClearError) {
+  const fs::path run = fresh_directory("trained_v3"), hub = run / "hub";
+  train_and_save("tiny-deepseek-v3", run);
+  const std::string message = error_of([&] { convert_native_to_hf({run / "checkpoints", hub}); });
+  EXPECT_NE(message.find("cannot write a Hugging Face deepseek_v3 config"), std::string::npos) << message;
+  EXPECT_NE(message.find("--moe-router-group-topk = 3 / 2"), std::string::npos) << message;
+  EXPECT_FALSE(fs::exists(hub));
+  fs::remove_all(run);
+}
+
+TEST(ConversionFailures, NativeToHfOfACutOffOrMismatchedCheckpointLeavesNothing) {
+  const fs::path native = fresh_directory("broken_native"), hub = fresh_directory("broken_native_hub");
+  convert_hf_to_native({kFixtures / "tiny-mixtral", native, {.tp = 1, .pp = 2, .ep = 1}, {}});
+  const fs::path rank_file = native / "release" / rank_file_name(1);
+  const fs::path staging = hub.parent_path() / ("." + hub.filename().string() + ".staging");
+  const auto intact = fs::file_size(rank_file);
+  fs::resize_file(rank_file, intact / 2);
+  std::string message = error_of([&] { convert_native_to_hf({native, hub}); });
+  EXPECT_NE(message.find("truncated"), std::string::npos) << message;
+  EXPECT_FALSE(fs::exists(hub));
+  EXPECT_FALSE(fs::exists(staging));
+  fs::remove_all(native);
+
+  // A checkpoint whose recorded model has more experts than it stores.
+  convert_hf_to_native({kFixtures / "tiny-mixtral", native, {}, {}});
+  const fs::path metadata = native / "release" / kMetadataFileName;
+  nlohmann::json recorded = nlohmann::json::parse(std::ifstream(metadata));
+  auto& args = recorded["model_args"];
+  const auto experts = std::ranges::find(args, "--num-experts");
+  ASSERT_NE(experts, args.end());
+  *(experts + 1) = "8";
+  std::ofstream(metadata) << recorded.dump();
+  message = error_of([&] { convert_native_to_hf({native, hub}); });
+  EXPECT_NE(message.find("lacks 'decoder.layers.0.mlp.experts.linear_fc1.weight4'"), std::string::npos) << message;
+  EXPECT_FALSE(fs::exists(hub));
+  EXPECT_FALSE(fs::exists(staging));
+  fs::remove_all(native);
 }
 
 TEST(ConversionFailures, CutOffShardOrWrongConfigLeavesNothing) {

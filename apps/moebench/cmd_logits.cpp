@@ -1,6 +1,7 @@
 // `moebench logits`: run a checkpoint on given token ids and write the logits
 // (and the loss when labels are given), so users can check a converted
-// checkpoint against their own reference.
+// checkpoint against their own reference. Under mpirun with --pp / --ep each
+// rank loads only its pipeline stage and experts; the last stage writes.
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -11,6 +12,9 @@
 #include "moebench/ckpt/native_model.h"
 #include "moebench/ckpt/safetensors.h"
 #include "moebench/core/error.h"
+#include "moebench/dist/bootstrap.h"
+#include "moebench/dist/parallel_state.h"
+#include "moebench/train/pipeline_logits.h"
 
 namespace moebench::cli {
 namespace fs = std::filesystem;
@@ -18,6 +22,7 @@ namespace {
 
 struct LogitsOptions {
   std::string load, input, output;
+  config::ParallelConfig mapping;  // PP, EP and uneven first/last stages; the rest of the ranks are replicas
 };
 
 Tensor int64_tensor(const SafetensorsTensor& t) {
@@ -30,18 +35,35 @@ SafetensorsTensor float_entry(const std::string& name, const Tensor& t) {
   return {name, "F32", t.shape(), {bytes, t.nbytes()}};
 }
 
-// A Hugging Face directory or a native checkpoint, whichever --load names.
-model::GPTModel load_model(const fs::path& dir) {
-  if (ckpt::detect_checkpoint_format(dir) == ckpt::CheckpointFormat::kNative)
-    return ckpt::load_native_model(ckpt::NativeCheckpoint(dir));
+// This rank's part of the model in a Hugging Face directory or a native
+// checkpoint, whichever --load names.
+model::GPTModel load_model(const fs::path& dir, const config::ParallelConfig& mapping,
+                           const dist::ParallelState& state) {
+  const int stage = state.membership(GroupKind::kPipeline).rank_in_group;
+  if (ckpt::detect_checkpoint_format(dir) == ckpt::CheckpointFormat::kNative) {
+    const ckpt::NativeCheckpoint checkpoint(dir);
+    const int layers = ckpt::checkpoint_model_config(checkpoint.metadata()).num_layers;
+    return ckpt::load_native_model(checkpoint, state, model::PipelineStageLayout::of_stage(mapping, layers, stage));
+  }
   const ckpt::HfModelSpec spec = ckpt::read_hf_config(dir / "config.json");
-  model::GPTModel model(spec.config, 0, spec.conventions);
+  model::GPTModel model(spec.config, 0, spec.conventions, model::ModelPlacement::cpu(), state,
+                        model::PipelineStageLayout::of_stage(mapping, spec.config.num_layers, stage));
   ckpt::load_hf_weights(model, SafetensorsCheckpoint(dir));
   return model;
 }
 
-int write_logits(const LogitsOptions& options) {
-  model::GPTModel model = load_model(options.load);
+int write_logits(const dist::World& world, LogitsOptions options) {
+  const int world_size = world.communicator().size();
+  options.mapping.world_size = world_size;
+  const int model_ranks = options.mapping.pipeline * options.mapping.expert;
+  if (world_size % model_ranks != 0)
+    throw Error("moebench logits: --pp " + std::to_string(options.mapping.pipeline) + " x --ep " +
+                std::to_string(options.mapping.expert) + " = " + std::to_string(model_ranks) + " does not divide the " +
+                std::to_string(world_size) + " ranks; start a multiple of PP x EP ranks");
+  const dist::ParallelState state(world.communicator(), {.world_size = world_size,
+                                                         .expert = options.mapping.expert,
+                                                         .pipeline = options.mapping.pipeline});
+  model::GPTModel model = load_model(options.load, options.mapping, state);
   const config::ModelConfig& config = model.config();
 
   const SafetensorsFile input(options.input);
@@ -50,7 +72,9 @@ int write_logits(const LogitsOptions& options) {
   const Tensor labels = input.contains("labels") ? int64_tensor(input.tensor("labels")) : Tensor();
   if (labels.defined() && labels.shape() != ids.shape())
     throw Error("'labels' must have the shape of 'input_ids'");
-  const model::ForwardOutput out = model.forward(ids, labels, Tensor(), /*keep_logits=*/true);
+  const model::ForwardOutput out = train::pipeline_logits(model, state, ids, labels);
+  // The last stage's first data-parallel replica speaks for the run.
+  if (!model.pipeline_layout().has_output_layer() || state.membership(GroupKind::kData).rank_in_group != 0) return 0;
 
   // The real vocabulary only: padded columns are not the checkpoint's.
   const Tensor logits = out.logits.slice(2, 0, config.vocab_size).contiguous();
@@ -62,6 +86,19 @@ int write_logits(const LogitsOptions& options) {
               (long long)ids.size(1), config.vocab_size,
               labels.defined() ? (", loss " + std::to_string(out.lm_loss)).c_str() : "");
   return 0;
+}
+
+// Under mpirun an error may stop some ranks only: report it and end them all.
+int run_logits(const LogitsOptions& options) {
+  const dist::World world(dist::identity_from_environment());
+  if (world.communicator().size() == 1) return write_logits(world, options);
+  try {
+    return write_logits(world, options);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "moebench: error on rank %d: %s\n", world.communicator().rank(), e.what());
+    std::fflush(stderr);
+    world.abort(2);
+  }
 }
 
 }  // namespace
@@ -77,7 +114,15 @@ void add_logits_command(CLI::App& app, Action& action) {
       ->required();
   command->add_option("--output", options->output, "safetensors file to write: logits float32 [B,S,V], loss")
       ->required();
-  command->callback([options, &action] { action = [options] { return write_logits(*options); }; });
+  command->add_option("--pp", options->mapping.pipeline, "pipeline stages to run the model on (under mpirun)")
+      ->check(CLI::PositiveNumber);
+  command->add_option("--ep", options->mapping.expert, "expert-parallel ranks to split the experts over (under mpirun)")
+      ->check(CLI::PositiveNumber);
+  command->add_option("--decoder-first-pipeline-num-layers", options->mapping.first_stage_layers,
+                      "layers of the first stage when PP does not divide the layers");
+  command->add_option("--decoder-last-pipeline-num-layers", options->mapping.last_stage_layers,
+                      "layers of the last stage when PP does not divide the layers");
+  command->callback([options, &action] { action = [options] { return run_logits(*options); }; });
 }
 
 }  // namespace moebench::cli

@@ -39,14 +39,15 @@ Run configured_run(const ZooRun& zoo, int world_size) {
   if (zoo.num_layers > 0) variables["NUM_LAYERS"] = std::to_string(zoo.num_layers);
   if (!zoo.dispatcher.empty()) variables["MOE_TOKEN_DISPATCHER"] = zoo.dispatcher;
   std::vector<std::string> flags = {"--micro-batch-size", std::to_string(zoo.micro_batch), "--global-batch-size", "8",
-                                    "--train-iters", std::to_string(kZooIterations), "--lr-warmup-iters", "1",
+                                    "--train-iters", std::to_string(zoo.iterations), "--lr-warmup-iters", "1",
                                     "--eval-iters", "0", "--ddp-bucket-size", "20000"};
   flags.insert(flags.end(), zoo.flags.begin(), zoo.flags.end());
   config::ResolvedConfig resolved =
       config::resolve({std::filesystem::path(MOEBENCH_SOURCE_DIR) / "configs", variables, flags});
-  // Every rank also trains the one-rank reference: no checkpoints unless asked, or they would share a directory.
+  // Every rank also trains the one-rank reference: checkpoints only where the run asks (ZooRun::save).
   resolved.flags.erase("--save");
   if (!zoo.save.empty()) resolved.flags.set("--save", {zoo.save.string()});
+  if (!zoo.load.empty()) resolved.flags.set("--load", {zoo.load.string()});
   if (!zoo.sequence_parallel) resolved.flags.erase("--sequence-parallel");
   Run run;
   run.setup.parallel = config::parallel_config_from_flags(resolved.flags, world_size);

@@ -44,7 +44,9 @@ struct ZooRun {
   int micro_batch = 1;            // MBS
   std::string dispatcher{};       // --moe-token-dispatcher-type; empty: the model's own
   std::vector<std::string> flags{};  // more Megatron flags, over everything else
-  std::filesystem::path save{};   // --save: a checkpoint at the end (empty: none)
+  int iterations = kZooIterations;   // --train-iters
+  std::filesystem::path save{};      // --save: a checkpoint at the end of the run (empty: none)
+  std::filesystem::path load{};      // --load: resume from this checkpoint (empty: initialised weights)
 
   // The same model and training on one rank: TP, EP, PP and VPP 1, no checkpoint.
   ZooRun one_rank() const;

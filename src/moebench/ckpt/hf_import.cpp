@@ -245,12 +245,22 @@ int64_t row_width(const std::vector<int64_t>& shape) {
 }  // namespace
 
 void load_hf_weights(model::GPTModel& model, const SafetensorsCheckpoint& checkpoint) {
+  // A pipeline stage or an expert-parallel rank holds part of the model: it
+  // fills what it holds, and the hub tensors of the rest count as known.
+  std::map<std::string, Tensor> held;
+  for (model::Parameter* p : model.parameters()) held[p->name] = p->value;
+  for (const model::Buffer& b : model.buffers()) held[b.name] = b.value;
+  std::vector<HfTensorMapping> mappings = hf_tensor_mappings(model.config());
+  for (HfTensorMapping& buffer : hf_buffer_mappings(model.config())) mappings.push_back(std::move(buffer));
   std::map<std::string, std::vector<float>> cache;
-  std::set<std::string> used;
-  for (const HfTensorMapping& mapping : hf_tensor_mappings(model.config())) {
-    model::Parameter& parameter = model.parameter(mapping.name);
-    float* target = parameter.value.data<float>();
-    const int64_t width = row_width(parameter.value.shape());
+  std::set<std::string> known;
+  for (const HfTensorMapping& mapping : mappings) {
+    for (const HfRowRange& piece : mapping.pieces) known.insert(piece.hub_name);
+    const auto found = held.find(mapping.name);
+    if (found == held.end()) continue;
+    const Tensor& value = found->second;
+    float* target = value.data<float>();
+    const int64_t width = row_width(value.shape());
     int64_t written = 0;
     for (const HfRowRange& piece : mapping.pieces) {
       const SafetensorsTensor& hub = checkpoint.tensor(piece.hub_name);
@@ -258,21 +268,18 @@ void load_hf_weights(model::GPTModel& model, const SafetensorsCheckpoint& checkp
       if (fresh) it->second = to_float_vector(hub);
       const int64_t hub_rows = hub.shape.empty() ? 1 : hub.shape[0];
       const int64_t rows = piece.rows == 0 ? hub_rows : piece.rows;
-      if (row_width(hub.shape) != width || piece.begin + rows > hub_rows ||
-          (written + rows) * width > parameter.value.numel())
-        throw Error("HF tensor " + piece.hub_name + " " + format_dims(hub.shape) +
-                    " does not fit " + mapping.name + " " + format_dims(parameter.value.shape()));
-      std::memcpy(target + written * width, it->second.data() + piece.begin * width,
-                  rows * width * sizeof(float));
+      if (row_width(hub.shape) != width || piece.begin + rows > hub_rows || (written + rows) * width > value.numel())
+        throw Error("HF tensor " + piece.hub_name + " " + format_dims(hub.shape) + " does not fit " + mapping.name +
+                    " " + format_dims(value.shape()));
+      std::memcpy(target + written * width, it->second.data() + piece.begin * width, rows * width * sizeof(float));
       written += rows;
-      used.insert(piece.hub_name);
     }
-    if (written * width != parameter.value.numel())
+    if (written * width != value.numel())
       throw Error("HF tensors fill only " + std::to_string(written * width) + " of the " +
-                  std::to_string(parameter.value.numel()) + " values of " + mapping.name);
+                  std::to_string(value.numel()) + " values of " + mapping.name);
   }
   for (const auto& [name, tensor] : checkpoint.tensors())
-    if (!used.count(name) && name.find("rotary_emb") == std::string::npos)
+    if (!known.count(name) && name.find("rotary_emb") == std::string::npos)
       throw Error("HF tensor " + name + " has no counterpart in moebench's model");
 }
 

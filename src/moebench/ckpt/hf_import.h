@@ -61,8 +61,11 @@ std::vector<HfTensorMapping> hf_tensor_mappings(const config::ModelConfig& confi
 // decoder.layers.L.mlp.router.expert_bias.
 std::vector<HfTensorMapping> hf_buffer_mappings(const config::ModelConfig& config);
 
-// Copies every hub tensor into the model; throws on a missing, misshapen or
-// unused hub tensor.
+// Copies the hub tensors into the model's parameters and buffers (DeepSeek-V3's
+// e_score_correction_bias into the router's expert bias); a pipeline stage or
+// expert-parallel rank fills only what it holds. Throws on a missing or
+// misshapen hub tensor of what the model holds, and on a hub tensor that no
+// part of the model would take.
 void load_hf_weights(model::GPTModel& model, const SafetensorsCheckpoint& checkpoint);
 
 // The model's values (or gradients) in hub names and layout, float32.

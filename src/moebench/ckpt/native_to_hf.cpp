@@ -4,11 +4,13 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "moebench/ckpt/hf_config_export.h"
 #include "moebench/ckpt/hf_import.h"
 #include "moebench/ckpt/native_checkpoint.h"
 #include "moebench/ckpt/native_model.h"
 #include "moebench/ckpt/safetensors_tensor.h"
 #include "moebench/ckpt/safetensors_writer.h"
+#include "moebench/config/flag_map.h"
 #include "moebench/core/atomic_file.h"
 #include "moebench/core/error.h"
 
@@ -66,37 +68,25 @@ std::string shard_name(size_t index, size_t count) {
   return name;
 }
 
-}  // namespace
-
-void convert_native_to_hf(const NativeToHfOptions& options) {
-  const fs::path& out = options.hub_directory;
-  if (fs::exists(out) && !fs::is_empty(out))
-    throw Error("--save " + out.string() + " exists and is not empty; give a new directory for the Hugging Face checkpoint");
-  const NativeCheckpoint checkpoint(options.checkpoint);
+// The hub tensors, written in shards of at most max_shard_bytes (in name
+// order, transformers' layout) with model.safetensors.index.json when there
+// are several, and config.json, into `staging`.
+void write_hub_directory(const NativeCheckpoint& checkpoint, const std::map<std::string, HubTensor>& hub,
+                         const std::string& config_json, int64_t max_shard_bytes, const fs::path& staging) {
   const CheckpointMetadata& metadata = checkpoint.metadata();
-  if (metadata.hf_config.empty())
-    throw Error("checkpoint " + checkpoint.directory().string() +
-                " records no Hugging Face config.json (it was not converted from one); convert a checkpoint that "
-                "came from `moebench convert hf-to-native`");
-  const std::map<std::string, HubTensor> hub = plan(checkpoint, checkpoint_model_config(metadata));
-
-  // Shards of at most max_shard_bytes, in name order (transformers' layout).
   std::vector<std::vector<const std::pair<const std::string, HubTensor>*>> shards(1);
   int64_t shard_bytes = 0;
   for (const auto& entry : hub) {
     const int64_t bytes = TensorSlice::whole(entry.second.shape).numel() * int64_t(size_in_bytes(entry.second.dtype));
-    if (!shards.back().empty() && shard_bytes + bytes > options.max_shard_bytes) {
+    if (!shards.back().empty() && shard_bytes + bytes > max_shard_bytes) {
       shards.emplace_back();
       shard_bytes = 0;
     }
     shards.back().push_back(&entry);
     shard_bytes += bytes;
   }
-
-  const fs::path staging = out.parent_path() / ("." + out.filename().string() + ".staging");
-  fs::remove_all(staging);
-  fs::create_directories(staging);
   nlohmann::json weight_map = nlohmann::json::object();
+  int64_t total_bytes = 0;
   for (size_t s = 0; s < shards.size(); ++s) {
     const std::string file = shards.size() == 1 ? "model.safetensors" : shard_name(s, shards.size());
     std::vector<SafetensorsEntry> entries;
@@ -115,13 +105,54 @@ void convert_native_to_hf(const NativeToHfOptions& options) {
       }
       writer.write(entry->first, {static_cast<const std::byte*>(values.data_ptr()), values.nbytes()});
       weight_map[entry->first] = file;
+      total_bytes += int64_t(values.nbytes());
     }
     writer.commit();
   }
   if (shards.size() > 1)
     write_file_atomically(staging / "model.safetensors.index.json",
-                          nlohmann::json{{"metadata", nlohmann::json::object()}, {"weight_map", weight_map}}.dump(2) + "\n");
-  write_file_atomically(staging / "config.json", metadata.hf_config + "\n");
+                          nlohmann::json{{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}}.dump(2) +
+                              "\n");
+  write_file_atomically(staging / "config.json", config_json);
+}
+
+// The hub config: the one the checkpoint was converted from, else one
+// derived from its model (a checkpoint saved by training), with the dtype of
+// its weights.
+std::string hub_config_of(const NativeCheckpoint& checkpoint, const config::ModelConfig& config,
+                          const std::map<std::string, HubTensor>& hub) {
+  const CheckpointMetadata& metadata = checkpoint.metadata();
+  if (!metadata.hf_config.empty()) return metadata.hf_config + "\n";
+  try {
+    const config::FlagMap flags = config::FlagMap::parse_arguments(metadata.model_args);
+    return hf_config_json(config, metadata.conventions, hub.at("lm_head.weight").dtype,
+                          int(flags.get_int("--max-position-embeddings", config.seq_length)));
+  } catch (const Error& e) {
+    throw Error("checkpoint " + checkpoint.directory().string() + ": " + e.what());
+  }
+}
+
+}  // namespace
+
+void convert_native_to_hf(const NativeToHfOptions& options) {
+  const fs::path& out = options.hub_directory;
+  if (fs::exists(out) && !fs::is_empty(out))
+    throw Error("--save " + out.string() + " exists and is not empty; give a new directory for the Hugging Face checkpoint");
+  const NativeCheckpoint checkpoint(options.checkpoint);
+  const config::ModelConfig config = checkpoint_model_config(checkpoint.metadata());
+  const std::map<std::string, HubTensor> hub = plan(checkpoint, config);
+  const std::string config_json = hub_config_of(checkpoint, config, hub);
+
+  // Written aside and renamed into place: `out` appears only when complete.
+  const fs::path staging = out.parent_path() / ("." + out.filename().string() + ".staging");
+  fs::remove_all(staging);
+  fs::create_directories(staging);
+  try {
+    write_hub_directory(checkpoint, hub, config_json, options.max_shard_bytes, staging);
+  } catch (...) {
+    fs::remove_all(staging);
+    throw;
+  }
   if (fs::exists(out)) fs::remove(out);  // empty, checked above
   fs::rename(staging, out);
 }

@@ -4,7 +4,11 @@
 // model-0000k-of-0000n.safetensors shards with model.safetensors.index.json
 // when the weights exceed one shard. Streaming: each hub tensor is gathered
 // from the shards of the parameters it feeds (in their stored dtype) and
-// written, one at a time. The directory appears only when complete.
+// written, one at a time. config.json is the hub config the checkpoint was
+// converted from or, for a checkpoint saved by `moebench run`, one derived
+// from its model (hf_config_export.h). The directory appears only when
+// complete: it is written aside (.<name>.staging, removed on failure) and
+// renamed into place.
 #include <cstdint>
 #include <filesystem>
 

@@ -349,8 +349,8 @@ void GPTModel::backward(double loss_scale) {
   impl_->backward(0, 0, Tensor(), loss_scale);
 }
 
-ForwardOutput GPTModel::forward_chunk(int microbatch, int chunk, const ChunkInput& input) {
-  return impl_->forward(microbatch, chunk, input, false);
+ForwardOutput GPTModel::forward_chunk(int microbatch, int chunk, const ChunkInput& input, bool keep_logits) {
+  return impl_->forward(microbatch, chunk, input, keep_logits);
 }
 
 Tensor GPTModel::backward_chunk(int microbatch, int chunk, const Tensor& output_grad, double loss_scale) {

@@ -111,8 +111,9 @@ class GPTModel {
   // Pipeline parallelism: model chunk `chunk`'s forward on microbatch
   // `microbatch`, keeping what its backward needs until backward_chunk (or
   // discard_chunk) with the same two numbers. lm_loss is set on the last
-  // virtual stage; aux_loss holds the chunk's MoE layers' losses.
-  ForwardOutput forward_chunk(int microbatch, int chunk, const ChunkInput& input);
+  // virtual stage (and logits there with keep_logits); aux_loss holds the
+  // chunk's MoE layers' losses.
+  ForwardOutput forward_chunk(int microbatch, int chunk, const ChunkInput& input, bool keep_logits = false);
   // Backpropagates that pass: `output_grad` (shaped as the output) is the gradient of its
   // output (undefined on the last virtual stage, which starts from
   // d(lm_loss) x loss_scale); the chunk's aux losses add their gradient x

@@ -34,25 +34,29 @@ std::vector<ckpt::ShardedTensor> model_pieces(TrainableModel& model, bool dense,
   return pieces;
 }
 
-// The names whose pieces tp rank 0 saves for every tp rank: weights that are
-// not split over tp (routed experts have their own replica rule), their Adam
-// moments, and the moments of unsplit experts unless the optimizer shards
-// them over expt_dp, which holds the tp ranks. Buffers (expert biases) are
-// replicated over tp too.
-std::set<std::string> tensor_parallel_duplicates(TrainableModel& model, const Optimizer& optimizer,
-                                                 int tensor_parallel_rank) {
+// The names whose pieces only tp rank 0 saves: dense weights not split over
+// tp and their Adam moments, and buffers (expert biases), all replicated over
+// tp. Routed experts are never split over tp (expert-TP 1) and the tp ranks
+// hold different experts: their weights and moments follow the expert-replica
+// rule instead.
+std::set<std::string> tensor_parallel_duplicates(TrainableModel& model, int tensor_parallel_rank) {
   std::set<std::string> names;
   for (const model::Parameter* p : model.parameters()) {
-    if (!model::is_tensor_parallel_duplicate(*p, tensor_parallel_rank)) continue;
-    if (!p->is_expert) names.insert(p->name);
-    if (!p->is_expert || !optimizer.state_is_sharded()) {
-      names.insert(exp_avg_name(p->name));
-      names.insert(exp_avg_sq_name(p->name));
-    }
+    if (p->is_expert || !model::is_tensor_parallel_duplicate(*p, tensor_parallel_rank)) continue;
+    names.insert(p->name);
+    names.insert(exp_avg_name(p->name));
+    names.insert(exp_avg_sq_name(p->name));
   }
   if (tensor_parallel_rank != 0)
     for (const model::Buffer& b : model.buffers()) names.insert(b.name);
   return names;
+}
+
+// Adam's moments of a routed expert's weight: replicated over expt_dp, not dp.
+bool is_expert_state(const std::string& piece, const std::set<std::string>& expert_parameters) {
+  for (const std::string prefix : {"optimizer.exp_avg.", "optimizer.exp_avg_sq."})
+    if (piece.starts_with(prefix) && expert_parameters.contains(piece.substr(prefix.size()))) return true;
+  return false;
 }
 
 }  // namespace
@@ -79,10 +83,18 @@ void save_training_checkpoint(const fs::path& root, TrainableModel& model, Optim
   const bool first_replica = state.membership(GroupKind::kData).rank_in_group == 0;
   const bool first_expert_replica = state.membership(GroupKind::kExpertData).rank_in_group == 0;
   std::vector<ckpt::ShardedTensor> pieces = model_pieces(model, first_replica, first_expert_replica);
-  if (contents.optimizer && (first_replica || optimizer.state_is_sharded()))
-    for (ckpt::ShardedTensor& piece : optimizer.state_pieces()) pieces.push_back(std::move(piece));
+  if (contents.optimizer) {
+    std::set<std::string> expert_parameters;
+    for (const model::Parameter* p : model.parameters())
+      if (p->is_expert) expert_parameters.insert(p->name);
+    for (ckpt::ShardedTensor& piece : optimizer.state_pieces()) {
+      const bool saves = optimizer.state_is_sharded() ||
+                         (is_expert_state(piece.name, expert_parameters) ? first_expert_replica : first_replica);
+      if (saves) pieces.push_back(std::move(piece));
+    }
+  }
   const std::set<std::string> duplicates =
-      tensor_parallel_duplicates(model, optimizer, state.membership(GroupKind::kTensor).rank_in_group);
+      tensor_parallel_duplicates(model, state.membership(GroupKind::kTensor).rank_in_group);
   std::erase_if(pieces, [&duplicates](const ckpt::ShardedTensor& piece) { return duplicates.contains(piece.name); });
   ckpt::write_rank_file(staging, state.world_rank(), pieces);
   world_barrier(state);

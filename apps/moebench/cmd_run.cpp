@@ -198,6 +198,9 @@ int train_on_this_rank(const dist::World& world, const std::vector<std::string>&
                 resolved.model.empty() ? "model from flags" : resolved.model.c_str(), model_config.num_layers,
                 model_config.hidden_size, model_config.moe.num_experts, parallel.micro_batch, parallel.global_batch,
                 parallel.num_microbatches(), train_config.train_iters);
+    if (flags.get_bool("--moe-extended-ep"))
+      std::printf("note: --moe-extended-ep changes nothing: the expert-parallel group always folds over the tp and "
+                  "dp ranks (Megatron's expert-parallel folding), so EP may exceed DP\n");
     // The GPU engine trains in Megatron's bf16 mixed precision; the CPU engine is the float32 reference.
     std::printf("engine: %s, %d rank%s (DP=%d, PP=%d, VPP=%d, EP=%d, TP=%d%s%s); %s; output in %s\n",
                 placement_of_run.device.is_cuda() ? "GPU (cuda:0), bf16 mixed precision" : "CPU, float32", world_size,

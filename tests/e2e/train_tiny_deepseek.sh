@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # 50 iterations of tiny-deepseek-v2 (MLA, group-limited routing, shared
 # experts, a dense first layer) on mock data through the guide's interactive
-# script: the loss must fall measurably, metrics.jsonl must hold every
-# iteration, and the TensorBoard events must read back.
+# script, with the guide's --moe-extended-ep (accepted with a note): the loss
+# must fall measurably, metrics.jsonl must hold every iteration, and the
+# TensorBoard events must read back.
 # Usage: train_tiny_deepseek.sh <moebench binary>
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -11,7 +12,8 @@ scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 
 MODEL=tiny-deepseek-v2 GPUS_PER_NODE=1 NNODES=1 OUTPUT_PATH=$scratch \
-  bash "$root/scripts/interactive_benchmarking.sh" --train-iters 50 --eval-interval 25 >"$scratch/log.txt"
+  bash "$root/scripts/interactive_benchmarking.sh" --train-iters 50 --eval-interval 25 --moe-extended-ep \
+  >"$scratch/log.txt"
 
 python3 - "$scratch/metrics.jsonl" <<'PY'
 import json, sys
@@ -28,4 +30,5 @@ PY
 events=$(ls "$scratch"/tensorboard/events.out.tfevents.*)
 [[ -s "$events" ]] || { echo "FAIL: no TensorBoard events" >&2; exit 1; }
 grep -q "iteration       50/      50" "$scratch/log.txt" || { echo "FAIL: no line for iteration 50" >&2; exit 1; }
+grep -q "^note: --moe-extended-ep changes nothing" "$scratch/log.txt" || { echo "FAIL: no note for --moe-extended-ep" >&2; exit 1; }
 echo "ok: tiny-deepseek-v2 trained for 50 iterations"

@@ -35,6 +35,7 @@
 #include "moebench/model/gpt_model.h"
 #include "moebench/obs/iteration_log.h"
 #include "moebench/train/flops.h"
+#include "moebench/train/placement_communicator.h"
 #include "moebench/train/trainer.h"
 
 namespace moebench::cli {
@@ -210,7 +211,10 @@ int train_on_this_rank(const dist::World& world, const std::vector<std::string>&
                 output_dir.c_str());
     std::fflush(stdout);
   }
-  const dist::ParallelState parallel_state(world.communicator(),
+  // The groups move tensors where the model lives: MPI on the CPU, NCCL on the GPU.
+  const std::unique_ptr<dist::Communicator> placement_world =
+      train::communicator_for_placement(world.communicator(), placement_of_run.device);
+  const dist::ParallelState parallel_state(*placement_world,
                                            {.world_size = world_size,
                                             .tensor = parallel.tensor,
                                             .context = parallel.context,

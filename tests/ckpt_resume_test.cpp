@@ -1,8 +1,10 @@
 // Saving and resuming a training run: a run saved at iteration 2 and resumed
 // from that checkpoint logs bit-identical losses, gradient norms and learning
 // rates and ends with bit-identical weights and expert biases, as an
-// uninterrupted run does (CPU, float32). Also the flags that load less
-// (--finetune, --no-load-optim) and the errors of a checkpoint that does not fit.
+// uninterrupted run does (CPU, float32), with Adam's moments in fp32 or in
+// bf16 (the precision-aware optimizer: the checkpoint keeps their dtype). Also
+// the flags that load less (--finetune, --no-load-optim), the errors of a
+// checkpoint that does not fit, and fp32 moments loaded into a bf16-moment run.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -21,7 +23,9 @@
 #include "moebench/dist/parallel_state.h"
 #include "moebench/dist/single_rank_communicator.h"
 #include "moebench/model/gpt_model.h"
+#include "moebench/train/adam_optimizer.h"
 #include "moebench/train/trainer.h"
+#include "moebench/train/training_checkpoint.h"
 
 namespace moebench::train {
 namespace {
@@ -34,6 +38,7 @@ constexpr int kSaveInterval = 2;
 struct Scenario {
   std::string model;
   bool distributed_optimizer = false;
+  bool bf16_moments = false;  // --use-precision-aware-optimizer --exp-avg-dtype bf16 --exp-avg-sq-dtype bf16
 };
 
 struct Outcome {
@@ -57,6 +62,8 @@ TrainingRun configured_run(const Scenario& scenario) {
   run.setup.parallel = config::parallel_config_from_flags(resolved.flags, 1);
   run.setup.parallel.distributed_optimizer = scenario.distributed_optimizer;
   run.setup.train = train_config_from_flags(resolved.flags, run.setup.parallel.global_batch);
+  if (scenario.bf16_moments)
+    run.setup.train.optimizer_precision.exp_avg = run.setup.train.optimizer_precision.exp_avg_sq = DType::BF16;
   run.setup.train.save.clear();
   run.setup.train.load.clear();
   run.model = config::model_config_from_flags(resolved.flags, 1);
@@ -116,6 +123,8 @@ TEST_P(ResumeTraining, ResumedRunMatchesUninterruptedRunBitForBit) {
   const ckpt::NativeCheckpoint saved(root / "iter_0000002");
   EXPECT_EQ(saved.metadata().progress.consumed_samples, kSaveInterval * 4);
   EXPECT_EQ(saved.metadata().optimizer_steps, kSaveInterval);
+  EXPECT_EQ(saved.read_whole("optimizer.exp_avg_sq.output_layer.weight").dtype(),
+            GetParam().bf16_moments ? DType::BF16 : DType::F32);
   if (GetParam().model == "tiny-deepseek-v3") {
     EXPECT_TRUE(saved.contains("decoder.layers.1.mlp.router.expert_bias"));
   }
@@ -141,9 +150,12 @@ TEST_P(ResumeTraining, ResumedRunMatchesUninterruptedRunBitForBit) {
 }
 
 INSTANTIATE_TEST_SUITE_P(TinyModels, ResumeTraining,
-                         ::testing::Values(Scenario{"tiny-mixtral", false}, Scenario{"tiny-deepseek-v3", true}),
+                         ::testing::Values(Scenario{"tiny-mixtral", false}, Scenario{"tiny-deepseek-v3", true},
+                                           Scenario{"tiny-mixtral", false, true},
+                                           Scenario{"tiny-deepseek-v3", true, true}),
                          [](const auto& info) {
-                           std::string name = info.param.model + (info.param.distributed_optimizer ? "_distopt" : "");
+                           std::string name = info.param.model + (info.param.distributed_optimizer ? "_distopt" : "") +
+                                              (info.param.bf16_moments ? "_bf16_moments" : "");
                            for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
                            return name;
                          });
@@ -176,6 +188,57 @@ TEST(ResumeTrainingFlags, FinetuneLoadsWeightsOnlyAndMissingOptimizerStateIsAnEr
   TrainingRun other_model = configured_run({"tiny-deepseek-v3"});
   other_model.setup.train.load = root;
   EXPECT_NE(error_of(other_model).find("has no tensor"), std::string::npos);
+  fs::remove_all(root);
+}
+
+// A tiny model trains with bf16 moments as with fp32 ones, with AdamOptimizer
+// and with the distributed optimizer: the first update uses the moments
+// before they are rounded, so the losses differ from the third iteration on,
+// by less than 1e-4 relative over the 4 iterations (measured: 2e-5).
+TEST(Bf16Moments, TrainCloseToFp32Moments) {
+  for (const auto& [model, distributed] : {std::pair{"tiny-mixtral", false}, {"tiny-deepseek-v3", true}}) {
+    SCOPED_TRACE(std::string(model) + (distributed ? " distributed optimizer" : ""));
+    const Outcome fp32 = train(configured_run({model, distributed}));
+    const Outcome bf16 = train(configured_run({model, distributed, true}));
+    ASSERT_EQ(bf16.records.size(), fp32.records.size());
+    EXPECT_EQ(bf16.records.front().lm_loss, fp32.records.front().lm_loss);  // before any update
+    bool differs = false;
+    for (size_t i = 1; i < fp32.records.size(); ++i) {
+      EXPECT_NEAR(bf16.records[i].lm_loss, fp32.records[i].lm_loss, 1e-4 * fp32.records[i].lm_loss)
+          << "iteration " << i + 1;
+      differs = differs || bf16.records[i].lm_loss != fp32.records[i].lm_loss;
+    }
+    EXPECT_TRUE(differs) << "bf16 moments gave the fp32 losses bit for bit: were they stored in bf16?";
+  }
+}
+
+// A checkpoint saved with fp32 moments loads into a run with bf16 moments:
+// each moment is converted, rounded to the nearest bf16.
+TEST(Bf16Moments, Fp32MomentsFromACheckpointAreRoundedToBf16) {
+  const fs::path root = fresh_directory("bf16_moments_load");
+  TrainingRun saving = configured_run({"tiny-mixtral"});
+  saving.setup.train.train_iters = kSaveInterval;
+  saving.setup.train.save = root;
+  train(saving);
+
+  const TrainingRun loading = configured_run({"tiny-mixtral", false, true});
+  model::GPTModel gpt(loading.model, uint64_t(loading.setup.train.seed));
+  TrainableModelRef<model::GPTModel> trainable(gpt);
+  AdamOptions options;
+  options.precision = loading.setup.train.optimizer_precision;
+  AdamOptimizer optimizer(gpt.parameters(), options);
+  load_training_checkpoint(root, trainable, optimizer, loading.setup.train);
+  EXPECT_EQ(optimizer.steps_taken(), kSaveInterval);
+  const ckpt::NativeCheckpoint saved(root);
+  const std::vector<ckpt::ShardedTensor> moments = optimizer.state_pieces();
+  ASSERT_EQ(moments.size(), 2 * gpt.parameters().size());
+  for (const ckpt::ShardedTensor& moment : moments) {
+    SCOPED_TRACE(moment.name);
+    const Tensor stored = saved.read_whole(moment.name);
+    ASSERT_EQ(stored.dtype(), DType::F32);
+    ASSERT_EQ(moment.local.dtype(), DType::BF16);
+    EXPECT_TRUE(bitwise_equal(moment.local, stored.to(DType::BF16)));
+  }
   fs::remove_all(root);
 }
 

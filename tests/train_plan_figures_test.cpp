@@ -13,6 +13,7 @@
 #include "moebench/config/parallel_config.h"
 #include "moebench/train/flops.h"
 #include "moebench/train/memory_estimate.h"
+#include "moebench/train/optimizer_precision.h"
 #include "moebench/train/parameter_count.h"
 
 namespace moebench::train {
@@ -276,6 +277,52 @@ TEST(PlanMemory, DistributedOptimizerShardsDenseOverDpAndExpertsOverExpertDp) {
   // World 16: DP 16, expert DP 4: (66,368/16 + 12,288/4) * 12 = (4,148 + 3,072) * 12 = 86,640
   p.world_size = 16;
   EXPECT_DOUBLE_EQ(estimate_memory(small_moe(), p, {}).optimizer, 86'640.0);
+}
+
+TEST(PlanMemory, PrecisionAwareOptimizerStoresMomentsInBf16) {
+  // The rank of the test above: 78,656 parameters, DP 8, expert DP 2. Optimizer
+  // bytes per parameter: fp32 main 4 + m + v, with m and v 4 (fp32) or 2 (bf16).
+  //   both bf16 (8):  replicated 78,656 * 8 = 629,248; distributed (8,296 + 6,144) * 8 = 115,520
+  //   m fp32, v bf16 (10): replicated 786,560
+  ParallelConfig p = small_parallel(8, 1, 4, 8);
+  OptimizerPrecision both;
+  both.exp_avg = both.exp_avg_sq = DType::BF16;
+  const MemoryEstimate plain = estimate_memory(small_moe(), p, {});
+  const MemoryEstimate lean = estimate_memory(small_moe(), p, {}, both);
+  EXPECT_DOUBLE_EQ(lean.optimizer_replicated, 629'248.0);
+  EXPECT_DOUBLE_EQ(lean.optimizer_distributed, 115'520.0);
+  EXPECT_DOUBLE_EQ(lean.optimizer, 629'248.0);
+  EXPECT_DOUBLE_EQ(lean.weights, plain.weights);
+  EXPECT_DOUBLE_EQ(lean.gradients, plain.gradients);
+  EXPECT_DOUBLE_EQ(lean.activations, plain.activations);
+  // 2 (bf16 weights) + 4 (fp32 grads) + 8 = 14 bytes per parameter, against 18.
+  EXPECT_DOUBLE_EQ((plain.weights + plain.gradients + plain.optimizer) / 78'656.0, 18.0);
+  EXPECT_DOUBLE_EQ((lean.weights + lean.gradients + lean.optimizer) / 78'656.0, 14.0);
+  OptimizerPrecision second;
+  second.exp_avg_sq = DType::BF16;
+  EXPECT_DOUBLE_EQ(estimate_memory(small_moe(), p, {}, second).optimizer, 786'560.0);
+  p.distributed_optimizer = true;
+  EXPECT_DOUBLE_EQ(estimate_memory(small_moe(), p, {}, both).optimizer, 115'520.0);
+}
+
+TEST(PlanMemory, Qwen2ProxyFitsOneH100WithBf16Moments) {
+  // The single-GPU proxy: 2 layers, TP = PP = EP = 1, MBS 1, GBS 8: 5.112 B
+  // parameters, all on the one GPU. At 18 bytes per parameter it needs 97.1 GB;
+  // with bf16 moments (14 bytes) 76.7 GB, which fits 80 GB.
+  const ModelConfig m = qwen2_57b(2);
+  const ParallelConfig p = small_parallel(1, 1, 1, 8);
+  const double parameters = model_parameters(m).total();
+  expect_relative(parameters, 5.112e9, 1e-3);
+  OptimizerPrecision both;
+  both.exp_avg = both.exp_avg_sq = DType::BF16;
+  const MemoryEstimate plain = estimate_memory(m, p, {});
+  const MemoryEstimate lean = estimate_memory(m, p, {}, both);
+  EXPECT_DOUBLE_EQ(lean.optimizer, parameters * 8);
+  EXPECT_DOUBLE_EQ(plain.total() - lean.total(), parameters * 4);
+  expect_relative(plain.total(), 97.14e9, 1e-3);
+  expect_relative(lean.total(), 76.70e9, 1e-3);
+  EXPECT_GT(plain.total(), 80e9);
+  EXPECT_LT(lean.total(), 80e9);
 }
 
 TEST(PlanMemory, ActivationsByHand) {

@@ -93,11 +93,12 @@ void print_flops(const Setup& setup) {
 
 bool print_memory(const Setup& setup, double gpu_memory_gb) {
   const auto recompute = train::recompute_config_from_flags(setup.resolved.flags);
-  const auto m = train::estimate_memory(setup.model, setup.parallel, recompute);
+  const auto m = train::estimate_memory(setup.model, setup.parallel, recompute, setup.optimizer_precision);
   std::printf("\n== Memory per GPU, stage %d (docs/memory-model.md)\n", m.stage);
   std::printf("  weights (bf16)             %s\n", gigabytes(m.weights).c_str());
   std::printf("  gradients (fp32)           %s\n", gigabytes(m.gradients).c_str());
-  std::printf("  optimizer (fp32 main, m, v)%s  [replicated %s, distributed %s]\n", gigabytes(m.optimizer).c_str(),
+  std::printf("  optimizer                  %s  (%s; replicated %s, distributed %s)\n",
+              gigabytes(m.optimizer).c_str(), setup.optimizer_precision.describe().c_str(),
               gigabytes(m.optimizer_replicated).c_str(), gigabytes(m.optimizer_distributed).c_str());
   std::printf("  activations                %s  (%s per microbatch x %.2f in flight, recompute %s)\n",
               gigabytes(m.activations).c_str(), gigabytes(m.activations_per_microbatch).c_str(),

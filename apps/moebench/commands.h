@@ -9,6 +9,7 @@
 #include "moebench/config/model_config.h"
 #include "moebench/config/parallel_config.h"
 #include "moebench/config/resolve.h"
+#include "moebench/train/optimizer_precision.h"
 
 namespace moebench::cli {
 
@@ -31,6 +32,7 @@ struct Setup {
   config::ResolvedConfig resolved;
   config::ModelConfig model;
   config::ParallelConfig parallel;
+  train::OptimizerPrecision optimizer_precision;  // the dtypes of Adam's moments
 };
 Setup validated_setup(config::ResolvedConfig resolved);
 

@@ -39,7 +39,8 @@ Setup validated_setup(config::ResolvedConfig resolved) {
   config::ParallelConfig parallel = config::parallel_config_from_flags(resolved.flags, world);
   config::ModelConfig model = config::model_config_from_flags(resolved.flags, parallel.tensor);
   config::validate(model, parallel);
-  return {std::move(resolved), std::move(model), parallel};
+  const train::OptimizerPrecision precision = train::optimizer_precision_from_flags(resolved.flags);
+  return {std::move(resolved), std::move(model), parallel, precision};
 }
 
 }  // namespace moebench::cli

@@ -184,12 +184,14 @@ Batch make_batch(int64_t batch, int64_t seq, int64_t vocab, uint64_t seed) {
   return {Tensor::from_vector(inputs, {batch, seq}), Tensor::from_vector(labels, {batch, seq})};
 }
 
-std::vector<double> train_losses(const std::string& fixture, bool on_gpu, int iterations) {
+std::vector<double> train_losses(const std::string& fixture, bool on_gpu, int iterations,
+                                 const train::OptimizerPrecision& precision = {}) {
   ckpt::HfModelSpec spec = ckpt::read_hf_config(fixture_dir(fixture) / "config.json");
   model::GPTModel model = on_gpu ? model::GPTModel(spec.config, 42, spec.conventions, model::ModelPlacement::cuda(0))
                                  : model::GPTModel(spec.config, 42, spec.conventions);
   train::AdamOptions options;
   options.weight_decay = 0.01;
+  options.precision = precision;
   train::AdamOptimizer optimizer(model.parameters(), options);
   const int64_t vocab = spec.config.padded_vocab_size;
   std::vector<double> losses;
@@ -228,6 +230,22 @@ TEST_P(ModelGpuTraining, FiftyIterationsFollowTheCpuLossCurve) {
               "peak device memory %.3f GB\n",
               GetParam().c_str(), cpu.front(), cpu.back(), gpu.front(), gpu.back(), iterations, worst,
               peak_device_gb());
+}
+
+// The precision-aware optimizer on the GPU (bf16 m and v in the multi-tensor
+// step) follows the CPU engine with the same moment storage.
+TEST_P(ModelGpuTraining, Bf16MomentsFollowTheCpuLossCurve) {
+  const int iterations = 20;
+  train::OptimizerPrecision bf16_moments;
+  bf16_moments.exp_avg = bf16_moments.exp_avg_sq = DType::BF16;
+  const std::vector<double> cpu = train_losses(GetParam(), false, iterations, bf16_moments);
+  const std::vector<double> gpu = train_losses(GetParam(), true, iterations, bf16_moments);
+  for (int i = 0; i < iterations; ++i)
+    EXPECT_LT(std::abs(gpu[i] - cpu[i]) / std::abs(cpu[i]), 3e-2)
+        << GetParam() << " iteration " << i + 1 << ": GPU " << gpu[i] << ", CPU " << cpu[i];
+  EXPECT_LT(gpu.back(), gpu.front() * 0.9);
+  std::printf("[%s] bf16 moments: loss CPU %.4f -> %.4f, GPU %.4f -> %.4f over %d iterations\n", GetParam().c_str(),
+              cpu.front(), cpu.back(), gpu.front(), gpu.back(), iterations);
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, ModelGpuTraining, ::testing::Values("tiny-deepseek-v2", "tiny-mixtral"),

@@ -154,6 +154,11 @@ constexpr std::array kFlags = {
     FlagSpec{"--adam-beta2", K::Float, "Adam beta2"},
     FlagSpec{"--adam-eps", K::Float, "Adam epsilon"},
     FlagSpec{"--clip-grad", K::Float, "gradient clipping by global norm"},
+    FlagSpec{"--use-precision-aware-optimizer", K::Bool, "allow optimizer state dtypes other than fp32"},
+    FlagSpec{"--exp-avg-dtype", K::String, "Adam's m stored in fp32 or bf16 (precision-aware optimizer)"},
+    FlagSpec{"--exp-avg-sq-dtype", K::String, "Adam's v stored in fp32 or bf16 (precision-aware optimizer)"},
+    FlagSpec{"--main-grads-dtype", K::String, "main gradients: fp32 (bf16 is not supported yet)"},
+    FlagSpec{"--main-params-dtype", K::String, "main weights: fp32 (fp16 is not supported yet)"},
     // data
     FlagSpec{"--data-path", K::Strings, "dataset prefixes, optionally weighted"},
     FlagSpec{"--mock-data", K::Bool, "synthetic data"},

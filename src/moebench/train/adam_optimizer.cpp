@@ -22,12 +22,11 @@ AdamOptimizer::AdamOptimizer(std::vector<model::Parameter*> parameters, const Ad
         throw Error("AdamOptimizer: parameter '" + p->name + "' is " +
                     (p->value.defined() ? p->value.describe() : "undefined") +
                     " with no fp32 main copy on the device; place the whole model with ModelPlacement::cuda");
-      Tensor m = Tensor::empty(p->main.shape(), DType::F32, p->main.device());
-      Tensor v = Tensor::empty(p->main.shape(), DType::F32, p->main.device());
+      Tensor m = Tensor::empty(p->main.shape(), options_.precision.exp_avg, p->main.device());
+      Tensor v = Tensor::empty(p->main.shape(), options_.precision.exp_avg_sq, p->main.device());
       ops::zero_(m);
       ops::zero_(v);
-      device_moments_.push_back(m);
-      device_moments_.push_back(v);
+      moments_.push_back({m, v});
       (p->weight_decay ? decayed : not_decayed).push_back({p->main, m, v, p->grad, p->value});
     }
     decayed_ = std::make_unique<ops::MultiTensorAdam>(decayed);
@@ -37,8 +36,8 @@ AdamOptimizer::AdamOptimizer(std::vector<model::Parameter*> parameters, const Ad
   moments_.reserve(parameters_.size());
   for (const model::Parameter* p : parameters_) {
     require_cpu_float32(*p, "AdamOptimizer");
-    const size_t n = size_t(p->value.numel());
-    moments_.push_back({std::vector<float>(n, 0.0f), std::vector<float>(n, 0.0f)});
+    moments_.push_back({Tensor::zeros(p->value.shape(), options_.precision.exp_avg),
+                        Tensor::zeros(p->value.shape(), options_.precision.exp_avg_sq)});
   }
 }
 
@@ -68,16 +67,15 @@ double AdamOptimizer::gradient_norm() const {
 }
 
 std::vector<ckpt::ShardedTensor> AdamOptimizer::state_pieces() {
-  if (moments_.size() != parameters_.size())
+  if (on_device_)
     throw Error("saving or loading Adam's state of a model on the GPU is not supported yet; pass --no-save-optim "
                 "and --no-load-optim, or train with --device cpu");
   std::vector<ckpt::ShardedTensor> pieces;
   for (size_t k = 0; k < parameters_.size(); ++k) {
     const model::Parameter& p = *parameters_[k];
-    for (auto [name, moment] : {std::pair{exp_avg_name(p.name), &moments_[k].exp_avg},
-                                {exp_avg_sq_name(p.name), &moments_[k].exp_avg_sq}})
-      for (ckpt::ShardedTensor& piece :
-           ckpt::tensor_parallel_pieces(name, state_view(*moment, p.value.shape()), p.tensor_parallel))
+    for (const auto& [name, moment] : {std::pair{exp_avg_name(p.name), moments_[k].exp_avg},
+                                       {exp_avg_sq_name(p.name), moments_[k].exp_avg_sq}})
+      for (ckpt::ShardedTensor& piece : ckpt::tensor_parallel_pieces(name, moment, p.tensor_parallel))
         pieces.push_back(std::move(piece));
   }
   return pieces;
@@ -102,9 +100,8 @@ OptimizerStep AdamOptimizer::step(double lr) {
   }
   for (size_t k = 0; k < parameters_.size(); ++k) {
     model::Parameter& p = *parameters_[k];
-    ops::cpu::adamw_step(p.value.data<float>(), moments_[k].exp_avg.data(), moments_[k].exp_avg_sq.data(),
-                         p.grad.data<float>(), p.value.numel(), steps_taken_,
-                         adam_hyperparams(options_, lr, p.weight_decay));
+    ops::adamw_step(p.value, moments_[k].exp_avg, moments_[k].exp_avg_sq, p.grad, steps_taken_,
+                    adam_hyperparams(options_, lr, p.weight_decay));
   }
   result.applied = true;
   return result;

@@ -1,14 +1,15 @@
 #pragma once
 // Adam with decoupled weight decay over a model's parameters, as Megatron's
-// "adam" optimizer: fp32 moments per parameter, weight decay only where
+// "adam" optimizer: moments per parameter (fp32, or bf16 as
+// AdamOptions::precision says), weight decay only where
 // Parameter::weight_decay (norms and biases are excluded), gradients clipped
 // by their global L2 norm before the update.
 //
 // Parameters on a CUDA device (a GPTModel built with ModelPlacement::cuda)
 // are updated there in mixed precision: fp32 main weights (Parameter::main),
-// fp32 gradients and moments, one multi-tensor Adam launch per weight-decay
-// group that also rewrites the bf16 compute weights; the gradient norm is a
-// device reduction read back once per step.
+// fp32 gradients, one multi-tensor Adam launch per weight-decay group that
+// also rewrites the bf16 compute weights; the gradient norm is a device
+// reduction read back once per step.
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -23,8 +24,9 @@ namespace moebench::train {
 class AdamOptimizer final : public Optimizer {
  public:
   // Keeps the pointers: the parameters must outlive the optimizer. Each gets
-  // zeroed fp32 moments of its own size. `parallel_state` (kept by reference;
-  // null: one rank) says over which ranks the gradient norm is taken.
+  // zeroed moments of its own size, in options.precision's dtypes.
+  // `parallel_state` (kept by reference; null: one rank) says over which
+  // ranks the gradient norm is taken.
   AdamOptimizer(std::vector<model::Parameter*> parameters, const AdamOptions& options,
                 const dist::ParallelState* parallel_state = nullptr);
 
@@ -51,14 +53,13 @@ class AdamOptimizer final : public Optimizer {
 
  private:
   struct Moments {
-    std::vector<float> exp_avg;     // m
-    std::vector<float> exp_avg_sq;  // v
+    Tensor exp_avg;     // m, of the parameter's shape and device
+    Tensor exp_avg_sq;  // v
   };
 
   std::vector<model::Parameter*> parameters_;
-  std::vector<Moments> moments_;  // one per parameter, same order (CPU parameters)
+  std::vector<Moments> moments_;  // one per parameter, same order
   bool on_device_ = false;        // the parameters live on a CUDA device
-  std::vector<Tensor> device_moments_;                     // f32 m and v per parameter (GPU)
   std::unique_ptr<ops::MultiTensorAdam> decayed_, not_decayed_;  // the two weight-decay groups (GPU)
   AdamOptions options_;
   const dist::ParallelState* parallel_state_;

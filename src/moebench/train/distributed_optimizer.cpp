@@ -26,8 +26,9 @@ DistributedOptimizer::DistributedOptimizer(const GradientReduction& gradients, c
                 "not all-reduced (GradientSync::kReduceScatter)");
   for (const ParamAndGradBuffer* buffer : {&gradients.dense(), &gradients.expert()})
     for (const ShardSegment& segment : buffer->owned_segments()) {
-      const size_t n = size_t(segment.values.numel());
-      shards_.push_back({segment, std::vector<float>(n, 0.0f), std::vector<float>(n, 0.0f)});
+      const std::vector<int64_t> shape = {segment.values.numel()};
+      shards_.push_back({segment, Tensor::zeros(shape, options.precision.exp_avg),
+                         Tensor::zeros(shape, options.precision.exp_avg_sq)});
     }
 }
 
@@ -54,10 +55,10 @@ std::vector<ckpt::ShardedTensor> DistributedOptimizer::state_pieces() {
     const model::Parameter& p = *shard.segment.parameter;
     // The segment and the parameter view the same buffer: their distance is the run's place in the parameter.
     const int64_t begin = shard.segment.values.storage_offset() - p.value.storage_offset();
-    const std::vector<int64_t> run = {int64_t(shard.exp_avg.size())};
-    for (auto [name, state] : {std::pair{exp_avg_name(p.name), &shard.exp_avg}, {exp_avg_sq_name(p.name), &shard.exp_avg_sq}})
+    for (const auto& [name, state] :
+         {std::pair{exp_avg_name(p.name), shard.exp_avg}, {exp_avg_sq_name(p.name), shard.exp_avg_sq}})
       for (ckpt::ShardedTensor& piece :
-           ckpt::tensor_parallel_flat_run_pieces(name, p.value.shape(), begin, state_view(*state, run), p.tensor_parallel))
+           ckpt::tensor_parallel_flat_run_pieces(name, p.value.shape(), begin, state, p.tensor_parallel))
         pieces.push_back(std::move(piece));
   }
   return pieces;
@@ -76,8 +77,8 @@ OptimizerStep DistributedOptimizer::step(double lr) {
     const int64_t n = shard.segment.grads.numel();
     if (clip < 1.0)
       for (int64_t i = 0; i < n; ++i) grad[i] = float(grad[i] * clip);
-    ops::cpu::adamw_step(shard.segment.values.data<float>(), shard.exp_avg.data(), shard.exp_avg_sq.data(), grad,
-                         n, steps_taken_, adam_hyperparams(options_, lr, shard.segment.parameter->weight_decay));
+    ops::adamw_step(shard.segment.values, shard.exp_avg, shard.exp_avg_sq, shard.segment.grads, steps_taken_,
+                    adam_hyperparams(options_, lr, shard.segment.parameter->weight_decay));
   }
   gather_parameters(gradients_.dense(), gradients_.dense_group());
   gather_parameters(gradients_.expert(), gradients_.expert_group());

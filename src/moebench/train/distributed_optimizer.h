@@ -12,7 +12,8 @@
 //
 // The CPU engine's parameters are float32, so the main weights are the owned
 // range of the parameter buffer itself, as Megatron does for fp32 parameters;
-// bf16 parameters will keep a separate fp32 copy of the shard.
+// bf16 parameters will keep a separate fp32 copy of the shard. m and v are in
+// AdamOptions::precision's dtypes (fp32, or bf16 with the precision-aware optimizer).
 #include <cstdint>
 #include <vector>
 
@@ -44,8 +45,8 @@ class DistributedOptimizer final : public Optimizer {
   // Adam's state of one owned run of one parameter.
   struct ShardState {
     ShardSegment segment;
-    std::vector<float> exp_avg;     // m
-    std::vector<float> exp_avg_sq;  // v
+    Tensor exp_avg;     // m [n], as segment.values
+    Tensor exp_avg_sq;  // v [n]
   };
   void gather_parameters(const ParamAndGradBuffer& buffer, dist::Communicator& group) const;
 

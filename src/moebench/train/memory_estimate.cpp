@@ -50,12 +50,13 @@ double layer_activation_bytes_per_token(const config::ModelConfig& m, int layer)
 }
 
 MemoryEstimate estimate_memory(const config::ModelConfig& m, const config::ParallelConfig& p,
-                               const RecomputeConfig& recompute) {
+                               const RecomputeConfig& recompute, const OptimizerPrecision& precision) {
   const std::vector<ParameterCount> stages = parameters_per_stage(m, p);
   const std::vector<int> stage_layers = p.layers_per_stage(m.num_layers);
   const double tokens = static_cast<double>(p.micro_batch) * m.seq_length / p.context;
   // Sequence parallel splits every activation over TP; without it only the attention/MLP interiors are.
   const double activation_split = p.tensor;
+  const double optimizer_bytes = precision.state_bytes_per_parameter();
 
   MemoryEstimate best;
   int first_layer = 0;
@@ -67,8 +68,8 @@ MemoryEstimate estimate_memory(const config::ModelConfig& m, const config::Paral
     e.weights = params.total() * kBf16;
     e.gradients = params.total() * kFp32;
     // fp32 main weights + Adam m + v; sharded over DP (dense) and expert-DP (experts) when distributed.
-    e.optimizer_replicated = params.total() * 3 * kFp32;
-    e.optimizer_distributed = (dense / p.data_parallel() + params.experts / p.expert_data_parallel()) * 3 * kFp32;
+    e.optimizer_replicated = params.total() * optimizer_bytes;
+    e.optimizer_distributed = (dense / p.data_parallel() + params.experts / p.expert_data_parallel()) * optimizer_bytes;
     e.optimizer = p.distributed_optimizer ? e.optimizer_distributed : e.optimizer_replicated;
 
     double per_microbatch = 0, one_layer_max = 0;

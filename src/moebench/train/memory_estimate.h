@@ -7,6 +7,7 @@
 #include "moebench/config/flag_map.h"
 #include "moebench/config/model_config.h"
 #include "moebench/config/parallel_config.h"
+#include "moebench/train/optimizer_precision.h"
 
 namespace moebench::train {
 
@@ -21,7 +22,7 @@ struct MemoryEstimate {
   int stage = 0;                     // the pipeline stage that needs the most
   double weights = 0;                // bf16 model weights
   double gradients = 0;              // fp32 gradient accumulation buffers
-  double optimizer = 0;              // fp32 main weights + Adam m and v, as configured
+  double optimizer = 0;              // fp32 main weights + Adam m and v (in precision's dtypes), as configured
   double optimizer_replicated = 0;   // the same without the distributed optimizer
   double optimizer_distributed = 0;  // the same with it
   double activations_per_microbatch = 0;
@@ -31,9 +32,10 @@ struct MemoryEstimate {
   double total() const { return weights + gradients + optimizer + activations + workspace; }
 };
 
-// Bytes per GPU on the stage with the largest total.
+// Bytes per GPU on the stage with the largest total; `precision`: the
+// optimizer state's dtypes (--use-precision-aware-optimizer).
 MemoryEstimate estimate_memory(const config::ModelConfig& model, const config::ParallelConfig& parallel,
-                               const RecomputeConfig& recompute);
+                               const RecomputeConfig& recompute, const OptimizerPrecision& precision = {});
 
 // Bytes of activations one transformer layer keeps for its backward, per token.
 double layer_activation_bytes_per_token(const config::ModelConfig& model, int layer);

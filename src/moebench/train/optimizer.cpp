@@ -1,15 +1,6 @@
 #include "moebench/train/optimizer.h"
 
-#include <memory>
-#include <utility>
-
 namespace moebench::train {
-
-Tensor state_view(std::vector<float>& values, const std::vector<int64_t>& shape) {
-  auto storage = std::make_shared<Storage>(values.data(), values.size() * sizeof(float), Device::cpu(),
-                                           Storage::Deleter([](void*) {}));
-  return Tensor::from_storage(std::move(storage), DType::F32, shape, contiguous_strides(shape), 0);
-}
 
 std::string exp_avg_name(const std::string& parameter) { return "optimizer.exp_avg." + parameter; }
 std::string exp_avg_sq_name(const std::string& parameter) { return "optimizer.exp_avg_sq." + parameter; }

@@ -8,6 +8,7 @@
 #include "moebench/ckpt/native_checkpoint.h"
 
 #include "moebench/ops/adam.h"
+#include "moebench/train/optimizer_precision.h"
 
 namespace moebench::train {
 
@@ -17,6 +18,7 @@ struct AdamOptions {
   double eps = 1e-8;
   double weight_decay = 0.0;  // applied to parameters with weight_decay = true
   double clip_grad = 1.0;     // max global gradient norm; 0 turns clipping off
+  OptimizerPrecision precision;  // the dtypes of m and v
 };
 
 struct OptimizerStep {
@@ -32,8 +34,9 @@ class Optimizer {
   virtual OptimizerStep step(double lr) = 0;
 
   // Adam's moments for checkpoints, named optimizer.exp_avg.<parameter> and
-  // optimizer.exp_avg_sq.<parameter>: views of the state, so reading a
-  // checkpoint into them restores it. Only what this rank updates.
+  // optimizer.exp_avg_sq.<parameter>: views of the state in its own dtype, so
+  // reading a checkpoint into them restores it (converting a checkpoint saved
+  // with other moment dtypes). Only what this rank updates.
   virtual std::vector<ckpt::ShardedTensor> state_pieces() = 0;
   // True when data-parallel ranks hold different pieces (each must save its own).
   virtual bool state_is_sharded() const = 0;
@@ -41,10 +44,6 @@ class Optimizer {
   // Adam's bias correction continues from `steps` after a resume.
   virtual void restore_steps_taken(int64_t steps) = 0;
 };
-
-// A float32 view of `values` (no copy), shaped `shape`: valid while `values`
-// lives and keeps its size.
-Tensor state_view(std::vector<float>& values, const std::vector<int64_t>& shape);
 
 // The checkpoint names of a parameter's Adam moments.
 std::string exp_avg_name(const std::string& parameter);

@@ -97,6 +97,7 @@ TrainConfig train_config_from_flags(const config::FlagMap& flags, long long glob
   t.clip_grad = flags.get_float("--clip-grad", t.clip_grad);
   const std::string optimizer = flags.get_string("--optimizer", "adam");
   require(optimizer == "adam", "--optimizer " + optimizer + " is not supported; moebench trains with adam");
+  t.optimizer_precision = optimizer_precision_from_flags(flags);
   t.ddp_bucket_size = flags.get_int("--ddp-bucket-size", 0);
   require(t.ddp_bucket_size >= 0, "--ddp-bucket-size must be positive, got " + std::to_string(t.ddp_bucket_size));
 

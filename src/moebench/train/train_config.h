@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "moebench/config/flag_map.h"
+#include "moebench/train/optimizer_precision.h"
 
 namespace moebench::train {
 
@@ -35,6 +36,7 @@ struct TrainConfig {
   double adam_beta2 = 0.999;
   double adam_eps = 1e-8;
   double clip_grad = 1.0;  // 0: no clipping
+  OptimizerPrecision optimizer_precision;  // --use-precision-aware-optimizer and its dtypes
 
   // Elements per gradient-reduction bucket (--ddp-bucket-size); 0: Megatron's
   // default, max(40M, 1M x DP).

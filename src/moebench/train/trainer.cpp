@@ -26,6 +26,7 @@ AdamOptions adam_options(const TrainConfig& t) {
   options.eps = t.adam_eps;
   options.weight_decay = t.weight_decay;
   options.clip_grad = t.clip_grad;
+  options.precision = t.optimizer_precision;
   return options;
 }
 

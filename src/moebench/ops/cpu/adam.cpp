@@ -2,13 +2,30 @@
 
 #include <cmath>
 #include <string>
+#include <type_traits>
 
 #include "moebench/core/error.h"
 
 namespace moebench::ops::cpu {
+namespace {
 
-template <typename T>
-void adamw_step(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, std::int64_t n,
+// `value` as a moment is stored: unchanged in T, or rounded to the nearest
+// bf16 (ties to even) directly from T, with no intermediate rounding to float.
+template <typename Stored, typename T>
+Stored stored(T value) {
+  if constexpr (std::is_same_v<Stored, bfloat16>) {
+    uint16_t bits = 0;
+    store_element_from_double(DType::BF16, double(value), &bits);
+    return bfloat16::from_bits(bits);
+  } else {
+    return value;
+  }
+}
+
+}  // namespace
+
+template <typename T, typename ExpAvg, typename ExpAvgSq>
+void adamw_step(T* param, ExpAvg* exp_avg, ExpAvgSq* exp_avg_sq, const T* grad, std::int64_t n,
                 std::int64_t step, const AdamHyperparams& hyperparams) {
   if (step < 1) {
     throw Error("adamw_step: step " + std::to_string(step) +
@@ -25,18 +42,25 @@ void adamw_step(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, std::int64_t
   const T weight_decay = T(hyperparams.weight_decay);
   for (std::int64_t i = 0; i < n; ++i) {
     const T g = grad[i];
-    const T m = beta1 * exp_avg[i] + (T(1) - beta1) * g;
-    const T v = beta2 * exp_avg_sq[i] + (T(1) - beta2) * g * g;
+    const T m = beta1 * T(exp_avg[i]) + (T(1) - beta1) * g;
+    const T v = beta2 * T(exp_avg_sq[i]) + (T(1) - beta2) * g * g;
     const T update = (m / bias_correction1) / (std::sqrt(v / bias_correction2) + eps);
     param[i] -= lr * (update + weight_decay * param[i]);
-    exp_avg[i] = m;
-    exp_avg_sq[i] = v;
+    exp_avg[i] = stored<ExpAvg>(m);
+    exp_avg_sq[i] = stored<ExpAvgSq>(v);
   }
 }
 
-template void adamw_step<float>(float*, float*, float*, const float*, std::int64_t, std::int64_t,
-                                const AdamHyperparams&);
-template void adamw_step<double>(double*, double*, double*, const double*, std::int64_t,
-                                 std::int64_t, const AdamHyperparams&);
+// T in {float, double}; m and v each stored in T or bf16.
+// clang-format off
+template void adamw_step(float*, float*, float*, const float*, int64_t, int64_t, const AdamHyperparams&);
+template void adamw_step(float*, bfloat16*, float*, const float*, int64_t, int64_t, const AdamHyperparams&);
+template void adamw_step(float*, float*, bfloat16*, const float*, int64_t, int64_t, const AdamHyperparams&);
+template void adamw_step(float*, bfloat16*, bfloat16*, const float*, int64_t, int64_t, const AdamHyperparams&);
+template void adamw_step(double*, double*, double*, const double*, int64_t, int64_t, const AdamHyperparams&);
+template void adamw_step(double*, bfloat16*, double*, const double*, int64_t, int64_t, const AdamHyperparams&);
+template void adamw_step(double*, double*, bfloat16*, const double*, int64_t, int64_t, const AdamHyperparams&);
+template void adamw_step(double*, bfloat16*, bfloat16*, const double*, int64_t, int64_t, const AdamHyperparams&);
+// clang-format on
 
 }  // namespace moebench::ops::cpu

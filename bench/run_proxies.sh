@@ -12,7 +12,10 @@
 # Usage: bash bench/run_proxies.sh [proxy ...]   (mixtral deepseek qwen2; default all)
 # Environment: MOEBENCH (binary, default build/moebench), ITERS (default 6),
 #   WARMUP (default 2), RUNS_DIR (default bench/runs), RESULTS (default
-#   bench/results/moebench.jsonl); MOEBENCH_GROUPED_GEMM=kernel|cublaslt passes through.
+#   bench/results/moebench.jsonl), COMMIT (default: git's), EXTRA_ARGS (more
+#   `moebench run` flags for every proxy, recorded as "extra_args", e.g.
+#   "--use-precision-aware-optimizer --exp-avg-dtype bf16 --exp-avg-sq-dtype bf16");
+#   MOEBENCH_GROUPED_GEMM=kernel|cublaslt passes through.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,16 +51,18 @@ for key in "${selected[@]}"; do
   env MODEL="$model" NUM_LAYERS="$layers" TP=1 PP=1 EP=1 CP=1 VPP=1 MBS=1 GBS=8 SEQ_LEN=4096 PR=bf16 \
       GPUS_PER_NODE=1 NNODES=1 \
       "$MOEBENCH" run --mock-data --device cuda --train-samples $((ITERS * 8)) --eval-iters 0 --log-interval 1 --save "" \
-      --output-dir "$out" "${extra_args[@]}" >"$out/log.txt" 2>&1
+      --output-dir "$out" "${extra_args[@]}" ${EXTRA_ARGS:-} >"$out/log.txt" 2>&1
   rc=$?
   tail -n 3 "$out/log.txt"
-  python3 - "$out" "$rc" "$name" "$key" "$GPU" "$COMMIT" "$WARMUP" "$RESULTS" <<'PY'
+  python3 - "$out" "$rc" "$name" "$key" "$GPU" "$COMMIT" "$WARMUP" "$RESULTS" "${EXTRA_ARGS:-}" <<'PY'
 import datetime, json, statistics, sys
-out, rc, name, key, gpu, commit, warmup, results = sys.argv[1:]
+out, rc, name, key, gpu, commit, warmup, results, extra_args = sys.argv[1:]
 rc, warmup = int(rc), int(warmup)
 rec = {"system": f"moebench {commit}", "proxy": name, "proxy_key": key, "gpu": gpu, "commit": commit,
        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
        "seq_len": 4096, "micro_batches": 8, "dtype": "bfloat16", "warmup_steps": warmup}
+if extra_args:
+    rec["extra_args"] = extra_args
 iters = []
 try:
     with open(f"{out}/metrics.jsonl") as f:

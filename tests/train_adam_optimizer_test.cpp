@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -39,8 +40,17 @@ TEST(TrainAdamOptimizer, ClipsByGlobalNormThenStepsWithDecoupledDecay) {
   EXPECT_TRUE(step.applied);
   EXPECT_DOUBLE_EQ(step.grad_norm, 5.0);
   EXPECT_EQ(optimizer.steps_taken(), 1);
-  EXPECT_NEAR(at(weight.grad, 0), 0.6f, 1e-6);
-  EXPECT_NEAR(at(weight.grad, 1), 0.8f, 1e-6);
+  // The step reads the gradients scaled by 1 / 5 and leaves them as they are:
+  // m = (1 - beta1) x the clipped gradient.
+  EXPECT_EQ(at(weight.grad, 0), 3.0f);
+  EXPECT_EQ(at(weight.grad, 1), 4.0f);
+  const std::vector<ckpt::ShardedTensor> state = optimizer.state_pieces();
+  const auto exp_avg = std::find_if(state.begin(), state.end(), [](const ckpt::ShardedTensor& piece) {
+    return piece.name == exp_avg_name("weight");
+  });
+  ASSERT_NE(exp_avg, state.end());
+  EXPECT_NEAR(at(exp_avg->local, 0), 0.1 * 0.6, 1e-7);
+  EXPECT_NEAR(at(exp_avg->local, 1), 0.1 * 0.8, 1e-7);
   EXPECT_NEAR(at(weight.value, 0), 1.0 - 0.1 * (1.0 + 0.5 * 1.0), 1e-6);
   EXPECT_NEAR(at(weight.value, 1), -2.0 - 0.1 * (1.0 + 0.5 * -2.0), 1e-6);
   // A zero gradient and no weight decay (a norm, as Megatron): no change at all.

@@ -38,6 +38,7 @@ TEST(AdamCuda, MultiTensorStepsMatchCpuReference) {
   hp.beta2 = 0.95;
   hp.eps = 1e-8;
   hp.weight_decay = 0.1;
+  hp.grad_scale = 0.37;  // a clipping factor, applied as the gradients are read
 
   std::vector<HostState> host(sizes.size());
   std::vector<std::unique_ptr<DeviceBuffer<float>>> params, ms, vs, grads;

@@ -25,6 +25,10 @@ struct AdamHyperparams {
   double beta2 = 0.999;       // --adam-beta2
   double eps = 1e-8;          // --adam-eps, added to sqrt(v_hat)
   double weight_decay = 0.0;  // --weight-decay for this group
+  // Multiplies each gradient as the step reads it (g above is grad_scale x
+  // grad): the clipping factor, which Megatron applies to the gradients in a
+  // pass of their own before the step; folded in, the gradients are read once.
+  double grad_scale = 1.0;
 };
 
 }  // namespace moebench::ops

@@ -86,22 +86,19 @@ OptimizerStep AdamOptimizer::step(double lr) {
   result.grad_norm = gradient_norm();
   if (!std::isfinite(result.grad_norm)) return result;
 
+  // Clipping scales each gradient as Adam reads it: the gradients stay as they are.
   const double clip = clip_factor(result.grad_norm, options_.clip_grad);
-  if (clip < 1.0) {
-    for (model::Parameter* p : parameters_) ops::scale_(p->grad, clip);
-  }
-
   ++steps_taken_;
   if (on_device_) {
-    decayed_->step(steps_taken_, adam_hyperparams(options_, lr, true));
-    not_decayed_->step(steps_taken_, adam_hyperparams(options_, lr, false));
+    decayed_->step(steps_taken_, adam_hyperparams(options_, lr, true, clip));
+    not_decayed_->step(steps_taken_, adam_hyperparams(options_, lr, false, clip));
     result.applied = true;
     return result;
   }
   for (size_t k = 0; k < parameters_.size(); ++k) {
     model::Parameter& p = *parameters_[k];
     ops::adamw_step(p.value, moments_[k].exp_avg, moments_[k].exp_avg_sq, p.grad, steps_taken_,
-                    adam_hyperparams(options_, lr, p.weight_decay));
+                    adam_hyperparams(options_, lr, p.weight_decay, clip));
   }
   result.applied = true;
   return result;

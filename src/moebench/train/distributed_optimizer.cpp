@@ -73,12 +73,8 @@ OptimizerStep DistributedOptimizer::step(double lr) {
   const double clip = clip_factor(result.grad_norm, options_.clip_grad);
   ++steps_taken_;
   for (ShardState& shard : shards_) {
-    float* grad = shard.segment.grads.data<float>();
-    const int64_t n = shard.segment.grads.numel();
-    if (clip < 1.0)
-      for (int64_t i = 0; i < n; ++i) grad[i] = float(grad[i] * clip);
     ops::adamw_step(shard.segment.values, shard.exp_avg, shard.exp_avg_sq, shard.segment.grads, steps_taken_,
-                    adam_hyperparams(options_, lr, shard.segment.parameter->weight_decay));
+                    adam_hyperparams(options_, lr, shard.segment.parameter->weight_decay, clip));
   }
   gather_parameters(gradients_.dense(), gradients_.dense_group());
   gather_parameters(gradients_.expert(), gradients_.expert_group());

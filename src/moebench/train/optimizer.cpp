@@ -11,13 +11,14 @@ double clip_factor(double grad_norm, double clip_grad) {
   return factor < 1.0 ? factor : 1.0;
 }
 
-ops::AdamHyperparams adam_hyperparams(const AdamOptions& options, double lr, bool weight_decay) {
+ops::AdamHyperparams adam_hyperparams(const AdamOptions& options, double lr, bool weight_decay, double grad_scale) {
   ops::AdamHyperparams hyperparams;
   hyperparams.lr = lr;
   hyperparams.beta1 = options.beta1;
   hyperparams.beta2 = options.beta2;
   hyperparams.eps = options.eps;
   hyperparams.weight_decay = weight_decay ? options.weight_decay : 0.0;
+  hyperparams.grad_scale = grad_scale;
   return hyperparams;
 }
 

@@ -54,7 +54,8 @@ std::string exp_avg_sq_name(const std::string& parameter);
 double clip_factor(double grad_norm, double clip_grad);
 
 // The hyper-parameters of one Adam update of a parameter, with the weight
-// decay only where it applies.
-ops::AdamHyperparams adam_hyperparams(const AdamOptions& options, double lr, bool weight_decay);
+// decay only where it applies and the gradients scaled by `grad_scale` (the
+// clipping factor) as the step reads them.
+ops::AdamHyperparams adam_hyperparams(const AdamOptions& options, double lr, bool weight_decay, double grad_scale);
 
 }  // namespace moebench::train

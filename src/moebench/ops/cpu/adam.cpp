@@ -41,7 +41,7 @@ void adamw_step(T* param, ExpAvg* exp_avg, ExpAvgSq* exp_avg_sq, const T* grad, 
   const T eps = T(hyperparams.eps);
   const T weight_decay = T(hyperparams.weight_decay);
   for (std::int64_t i = 0; i < n; ++i) {
-    const T g = grad[i];
+    const T g = T(double(grad[i]) * hyperparams.grad_scale);
     const T m = beta1 * T(exp_avg[i]) + (T(1) - beta1) * g;
     const T v = beta2 * T(exp_avg_sq[i]) + (T(1) - beta2) * g * g;
     const T update = (m / bias_correction1) / (std::sqrt(v / bias_correction2) + eps);

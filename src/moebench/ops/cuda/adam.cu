@@ -29,10 +29,11 @@ namespace {
 constexpr int kThreads = 512;
 
 struct AdamScalars {
-  float lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2;
+  float lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2, grad_scale;
 };
 
-__device__ inline void adamw_element(float& p, float& m, float& v, float g, const AdamScalars& s) {
+__device__ inline void adamw_element(float& p, float& m, float& v, float grad, const AdamScalars& s) {
+  const float g = grad * s.grad_scale;
   m = s.beta1 * m + (1.0f - s.beta1) * g;
   v = s.beta2 * v + (1.0f - s.beta2) * g * g;
   const float update = (m / s.bias_correction1) / (sqrtf(v / s.bias_correction2) + s.eps);
@@ -143,7 +144,8 @@ void adamw_step(const AdamTensorOf<ExpAvg, ExpAvgSq>* chunks, std::int64_t num_c
                             float(hyperparams.eps),
                             float(hyperparams.weight_decay),
                             float(1.0 - std::pow(hyperparams.beta1, step_d)),
-                            float(1.0 - std::pow(hyperparams.beta2, step_d))};
+                            float(1.0 - std::pow(hyperparams.beta2, step_d)),
+                            float(hyperparams.grad_scale)};
   adamw_chunk_kernel<<<unsigned(num_chunks), kThreads, 0, stream>>>(chunks, scalars);
   MOEBENCH_CUDA_CHECK(cudaGetLastError());
 }

@@ -46,6 +46,18 @@ Tensor to_host(const Tensor& source) {
   return result;
 }
 
+void copy_into(const Tensor& destination, const Tensor& source) {
+  if (!destination.defined() || !source.defined())
+    throw Error("copy_into got an undefined tensor; pass allocated tensors");
+  if (destination.shape() != source.shape() || destination.dtype() != source.dtype())
+    throw Error("copy_into: destination " + destination.describe() + " and source " + source.describe() +
+                " differ in shape or dtype");
+  if (!destination.is_contiguous())
+    throw Error("copy_into: destination " + destination.describe() + " is not contiguous; copy into a contiguous tensor");
+  const Tensor contiguous_source = source.is_contiguous() ? source : to_host(source);
+  copy_bytes(destination.data_ptr(), contiguous_source.data_ptr(), source.nbytes());
+}
+
 Tensor to_device(const Tensor& source, Device device) {
   if (!source.defined()) throw Error("to_device got an undefined tensor; pass an allocated tensor");
   if (device.is_cpu()) return to_host(source);

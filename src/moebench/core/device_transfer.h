@@ -12,5 +12,8 @@ namespace moebench {
 Tensor to_device(const Tensor& source, Device device);
 // A copy of `source` in host memory.
 Tensor to_host(const Tensor& source);
+// Overwrites the contiguous `destination` (host or device) with `source`
+// (same shape and dtype, host or device), waiting for the copy.
+void copy_into(const Tensor& destination, const Tensor& source);
 
 }  // namespace moebench

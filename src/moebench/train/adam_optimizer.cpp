@@ -67,9 +67,6 @@ double AdamOptimizer::gradient_norm() const {
 }
 
 std::vector<ckpt::ShardedTensor> AdamOptimizer::state_pieces() {
-  if (on_device_)
-    throw Error("saving or loading Adam's state of a model on the GPU is not supported yet; pass --no-save-optim "
-                "and --no-load-optim, or train with --device cpu");
   std::vector<ckpt::ShardedTensor> pieces;
   for (size_t k = 0; k < parameters_.size(); ++k) {
     const model::Parameter& p = *parameters_[k];

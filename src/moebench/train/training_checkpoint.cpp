@@ -8,6 +8,10 @@
 #include "moebench/ckpt/native_checkpoint.h"
 #include "moebench/ckpt/tensor_parallel_pieces.h"
 #include "moebench/core/error.h"
+#include "moebench/ops/elementwise.h"
+#ifdef MOEBENCH_WITH_CUDA
+#include "moebench/core/device_transfer.h"
+#endif
 
 namespace moebench::train {
 namespace {
@@ -22,12 +26,15 @@ void world_barrier(const dist::ParallelState& state) {
 
 // The model's weights and buffers: the dense ones (router expert biases
 // included) with `dense`, the routed experts this rank holds with `experts`;
-// tensor-parallel weights as their slices of the one-rank tensors.
+// tensor-parallel weights as their slices of the one-rank tensors. A GPU
+// model's weights are its fp32 main copies, so that a checkpoint holds the
+// same float32 weights whichever device trained it.
 std::vector<ckpt::ShardedTensor> model_pieces(TrainableModel& model, bool dense, bool experts) {
   std::vector<ckpt::ShardedTensor> pieces;
   for (const model::Parameter* p : model.parameters())
     if (p->is_expert ? experts : dense)
-      for (ckpt::ShardedTensor& piece : ckpt::tensor_parallel_pieces(p->name, p->value, p->tensor_parallel))
+      for (ckpt::ShardedTensor& piece :
+           ckpt::tensor_parallel_pieces(p->name, p->main.defined() ? p->main : p->value, p->tensor_parallel))
         pieces.push_back(std::move(piece));
   if (dense)
     for (const model::Buffer& b : model.buffers()) pieces.push_back(ckpt::whole_tensor(b.name, b.value));
@@ -57,6 +64,53 @@ bool is_expert_state(const std::string& piece, const std::set<std::string>& expe
   for (const std::string prefix : {"optimizer.exp_avg.", "optimizer.exp_avg_sq."})
     if (piece.starts_with(prefix) && expert_parameters.contains(piece.substr(prefix.size()))) return true;
   return false;
+}
+
+// The checkpoint reads and writes host memory: a piece whose tensor lives on
+// a GPU goes through a host copy, made from the device before a save and
+// copied back into it after a load (a GPU model's pieces are whole tensors:
+// tensor parallelism runs on the CPU engine only).
+class HostMirror {
+ public:
+  explicit HostMirror(std::vector<ckpt::ShardedTensor> pieces) : pieces_(std::move(pieces)) {
+    for (ckpt::ShardedTensor& piece : pieces_) {
+      if (piece.local.device().is_cpu()) continue;
+      if (!piece.local.is_contiguous())
+        throw Error("checkpoint piece '" + piece.name + "' is a strided view of " + piece.local.describe() +
+                    "; a GPU model saves whole tensors");
+      devices_.push_back({piece.local, ops::to_cpu(piece.local)});
+      piece.local = devices_.back().second;
+    }
+  }
+  const std::vector<ckpt::ShardedTensor>& pieces() const { return pieces_; }
+  // After the pieces were read: every host copy back into its device tensor.
+  void copy_back() const {
+#ifdef MOEBENCH_WITH_CUDA
+    for (const auto& [device, host] : devices_) copy_into(device, host);
+#endif
+  }
+
+ private:
+  std::vector<ckpt::ShardedTensor> pieces_;
+  std::vector<std::pair<Tensor, Tensor>> devices_;  // (device tensor, its host copy)
+};
+
+// Reads `pieces` from `checkpoint` into their tensors, wherever they live.
+void read_pieces(const ckpt::NativeCheckpoint& checkpoint, std::vector<ckpt::ShardedTensor> pieces) {
+  const HostMirror mirror(std::move(pieces));
+  for (const ckpt::ShardedTensor& piece : mirror.pieces()) checkpoint.read(piece);
+  mirror.copy_back();
+}
+
+// A GPU model computes with bf16 copies of its fp32 main weights: after the
+// main weights were loaded, the copies follow them.
+void refresh_compute_weights(TrainableModel& model) {
+#ifdef MOEBENCH_WITH_CUDA
+  for (model::Parameter* p : model.parameters())
+    if (p->main.defined()) copy_into(p->value, ops::cast(p->main, p->value.dtype()));
+#else
+  (void)model;
+#endif
 }
 
 }  // namespace
@@ -96,7 +150,7 @@ void save_training_checkpoint(const fs::path& root, TrainableModel& model, Optim
   const std::set<std::string> duplicates =
       tensor_parallel_duplicates(model, state.membership(GroupKind::kTensor).rank_in_group);
   std::erase_if(pieces, [&duplicates](const ckpt::ShardedTensor& piece) { return duplicates.contains(piece.name); });
-  ckpt::write_rank_file(staging, state.world_rank(), pieces);
+  ckpt::write_rank_file(staging, state.world_rank(), HostMirror(std::move(pieces)).pieces());
   world_barrier(state);
   if (state.world_rank() == 0) ckpt::commit_checkpoint(root, metadata, state.grid().world_size());
   world_barrier(state);
@@ -106,7 +160,8 @@ ckpt::TrainingProgress load_training_checkpoint(const fs::path& path, TrainableM
                                                 const TrainConfig& config) {
   const ckpt::NativeCheckpoint checkpoint(path);
   const ckpt::CheckpointMetadata& saved = checkpoint.metadata();
-  for (const ckpt::ShardedTensor& piece : model_pieces(model, true, true)) checkpoint.read(piece);
+  read_pieces(checkpoint, model_pieces(model, true, true));
+  refresh_compute_weights(model);
   if (config.finetune) return {};
 
   const bool release = !saved.iteration;
@@ -119,7 +174,7 @@ ckpt::TrainingProgress load_training_checkpoint(const fs::path& path, TrainableM
     if (!saved.optimizer_steps)
       throw Error("checkpoint " + checkpoint.directory().string() +
                   " holds no optimizer state (saved with --no-save-optim); pass --no-load-optim or --finetune");
-    for (const ckpt::ShardedTensor& piece : optimizer.state_pieces()) checkpoint.read(piece);
+    read_pieces(checkpoint, optimizer.state_pieces());
     optimizer.restore_steps_taken(*saved.optimizer_steps);
   } else {
     // The schedule belongs to the optimizer's state: without it, it restarts (as Megatron).

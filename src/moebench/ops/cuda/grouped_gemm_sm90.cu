@@ -258,20 +258,20 @@ __device__ void produce(const CUtensorMap* map_a, const CUtensorMap* map_b, cons
       } else if constexpr (kKind == Sm90Kind::kMGroupedNN) {
         // dout [M, N]: box 64 (N) x 128 (rows); w [G, N, K]: four boxes of 64 (K, the
         // output columns) x 64 (N, the reduction) x 1, N-major.
+        constexpr int kBox = mn_major_box_bytes(Layout::kBlockK);
         sm90::tma_load_2d(a, map_a, full_barrier, k0, t.group_begin + t.m0);
 #pragma unroll
         for (int j = 0; j < kBlockN / 64; ++j)
-          sm90::tma_load_3d(b + j * mn_major_box_bytes(Layout::kBlockK), map_b, full_barrier, t.n0 + 64 * j, k0, t.group);
+          sm90::tma_load_3d(b + j * kBox, map_b, full_barrier, t.n0 + 64 * j, k0, t.group);
       } else {
         // dout [M, N]: two boxes of 64 (N, output rows) x 32 (group rows), M-major;
         // a [M, K]: four boxes of 64 (K, output columns) x 32 (group rows), N-major.
+        constexpr int kBox = mn_major_box_bytes(Layout::kBlockK);
         const int row = t.group_begin + k0;
 #pragma unroll
-        for (int j = 0; j < kBlockM / 64; ++j)
-          sm90::tma_load_2d(a + j * mn_major_box_bytes(Layout::kBlockK), map_a, full_barrier, t.m0 + 64 * j, row);
+        for (int j = 0; j < kBlockM / 64; ++j) sm90::tma_load_2d(a + j * kBox, map_a, full_barrier, t.m0 + 64 * j, row);
 #pragma unroll
-        for (int j = 0; j < kBlockN / 64; ++j)
-          sm90::tma_load_2d(b + j * mn_major_box_bytes(Layout::kBlockK), map_b, full_barrier, t.n0 + 64 * j, row);
+        for (int j = 0; j < kBlockN / 64; ++j) sm90::tma_load_2d(b + j * kBox, map_b, full_barrier, t.n0 + 64 * j, row);
       }
     }
   }
@@ -342,13 +342,13 @@ __device__ void move_weight_gradient_tiles(const CUtensorMap* map_dw, const Sm90
 // 256 math threads, then fenced for the async proxy and synchronised.
 __device__ __forceinline__ void zero_rows_past_group(std::uint32_t a, std::uint32_t b, int valid_rows,
                                                      int math_thread) {
-  using Layout = SharedLayout<Sm90Kind::kKGroupedTN>;
+  constexpr int kBlockK = SharedLayout<Sm90Kind::kKGroupedTN>::kBlockK;
+  constexpr int kBox = mn_major_box_bytes(kBlockK);
   constexpr int kBoxes = (kBlockM + kBlockN) / 64;
-  const int chunks_per_box = (Layout::kBlockK - valid_rows) * 8;  // 16-byte chunks
+  const int chunks_per_box = (kBlockK - valid_rows) * 8;  // 16-byte chunks
   for (int chunk = math_thread; chunk < kBoxes * chunks_per_box; chunk += 128 * kMathWarpgroups) {
     const int box = chunk / chunks_per_box, within = chunk % chunks_per_box;
-    const std::uint32_t base =
-        box < kBlockM / 64 ? a + box * mn_major_box_bytes(Layout::kBlockK) : b + (box - kBlockM / 64) * mn_major_box_bytes(Layout::kBlockK);
+    const std::uint32_t base = box < kBlockM / 64 ? a + box * kBox : b + (box - kBlockM / 64) * kBox;
     const std::uint32_t address = base + valid_rows * 128 + within * 16;
     asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(address), "r"(0) : "memory");
   }
@@ -435,15 +435,16 @@ __device__ void consume(const Sm90Params& p, const long long* tile_start, const 
           descriptor_a = sm90::make_smem_descriptor_128b(a + warpgroup * 64 * 128 + s * 32, 16, kAtomBytes);
         } else {
           // M-major A: this warpgroup's 64 rows are box `warpgroup`; K step = 16 box rows.
-          descriptor_a = sm90::make_smem_descriptor_128b(a + warpgroup * mn_major_box_bytes(Layout::kBlockK) + s * 16 * 128,
-                                                         mn_major_box_bytes(Layout::kBlockK), kAtomBytes);
+          constexpr int kBox = mn_major_box_bytes(Layout::kBlockK);
+          descriptor_a = sm90::make_smem_descriptor_128b(a + warpgroup * kBox + s * 16 * 128, kBox, kAtomBytes);
         }
         if constexpr (kTransposeB == 0) {
           // K-major B: 256 rows of 128 bytes, 8-row atoms 1024 bytes apart.
           descriptor_b = sm90::make_smem_descriptor_128b(b + s * 32, 16, kAtomBytes);
         } else {
           // N-major B: four boxes of 64 columns (LBO = one box apart), K step = 16 box rows.
-          descriptor_b = sm90::make_smem_descriptor_128b(b + s * 16 * 128, mn_major_box_bytes(Layout::kBlockK), kAtomBytes);
+          constexpr int kBox = mn_major_box_bytes(Layout::kBlockK);
+          descriptor_b = sm90::make_smem_descriptor_128b(b + s * 16 * 128, kBox, kAtomBytes);
         }
         sm90::wgmma_m64n256k16_bf16<kTransposeA, kTransposeB>(acc, descriptor_a, descriptor_b);
       }
@@ -562,7 +563,8 @@ CUtensorMap make_tensor_map(CUtensorMapDataType type, const void* base, int rank
       &map, type, rank, const_cast<void*>(base), dims, strides, box, element_strides,
       CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
       CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  if (result != CUDA_SUCCESS) throw Error("grouped gemm sm90: cuTensorMapEncodeTiled failed, code " + std::to_string(result));
+  if (result != CUDA_SUCCESS)
+    throw Error("grouped gemm sm90: cuTensorMapEncodeTiled failed, code " + std::to_string(result));
   return map;
 }
 

@@ -2,6 +2,11 @@
 // native distributed format (the guide's checkpoint conversion step).
 //   hf-to-native --load HF_DIR --save OUT_DIR [--tp N --pp N --ep N]
 //   native-to-hf --load DIR --save HF_DIR
+// --tp / --pp / --ep choose how the rank files divide the tensors (as a run
+// under that mapping saves them: TP x PP x EP files, each tensor-parallel
+// weight in slices tagged with their place in the one-rank tensor); the
+// checkpoint loads under any mapping whatever they are, so they only shape
+// the files (how many, how large), never what a run can load it into.
 #include <unistd.h>
 
 #include <cstdio>
@@ -57,9 +62,19 @@ void add_convert_command(CLI::App& app, Action& action) {
   auto* to_native = convert->add_subcommand("hf-to-native", "a Hugging Face checkpoint into a native checkpoint");
   to_native->add_option("--load", options->load, "Hugging Face model directory (config.json + safetensors)")->required();
   to_native->add_option("--save", options->save, "native checkpoint root to write (release/ + tracker)")->required();
-  to_native->add_option("--tp", options->mapping.tp, "tensor-parallel size of the target layout")->check(CLI::PositiveNumber);
-  to_native->add_option("--pp", options->mapping.pp, "pipeline-parallel size of the target layout")->check(CLI::PositiveNumber);
-  to_native->add_option("--ep", options->mapping.ep, "expert-parallel size of the target layout")->check(CLI::PositiveNumber);
+  to_native
+      ->add_option("--tp", options->mapping.tp,
+                   "write the rank files of a TP-way run: each tensor-parallel weight split in TP slices as Megatron "
+                   "splits it (heads, vocabulary, FFN must divide); any TP loads the checkpoint")
+      ->check(CLI::PositiveNumber);
+  to_native
+      ->add_option("--pp", options->mapping.pp,
+                   "write the rank files of a PP-stage run (layers must divide); any PP loads the checkpoint")
+      ->check(CLI::PositiveNumber);
+  to_native
+      ->add_option("--ep", options->mapping.ep,
+                   "write the rank files of an EP-way run (experts must divide); any EP loads the checkpoint")
+      ->check(CLI::PositiveNumber);
   to_native->callback([options, &action] { action = [options] { return hf_to_native(*options); }; });
   auto* to_hf = convert->add_subcommand("native-to-hf", "a native checkpoint into a Hugging Face directory");
   to_hf->add_option("--load", options->load, "native checkpoint (root or iteration directory)")->required();

@@ -1,7 +1,9 @@
 // `moebench logits`: run a checkpoint on given token ids and write the logits
 // (and the loss when labels are given), so users can check a converted
-// checkpoint against their own reference. Under mpirun with --pp / --ep each
-// rank loads only its pipeline stage and experts; the last stage writes.
+// checkpoint against their own reference. Under mpirun with
+// --tensor-model-parallel-size / --pipeline-model-parallel-size /
+// --expert-model-parallel-size each rank loads only its tp slices, pipeline
+// stage and experts; the last stage writes the logits gathered over tp.
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -22,7 +24,8 @@ namespace {
 
 struct LogitsOptions {
   std::string load, input, output;
-  config::ParallelConfig mapping;  // PP, EP and uneven first/last stages; the rest of the ranks are replicas
+  // TP (with SP), PP, EP and uneven first/last stages; the rest of the ranks are replicas.
+  config::ParallelConfig mapping;
 };
 
 Tensor int64_tensor(const SafetensorsTensor& t) {
@@ -39,14 +42,17 @@ SafetensorsTensor float_entry(const std::string& name, const Tensor& t) {
 // checkpoint, whichever --load names.
 model::GPTModel load_model(const fs::path& dir, const config::ParallelConfig& mapping,
                            const dist::ParallelState& state) {
-  const int stage = state.membership(GroupKind::kPipeline).rank_in_group;
-  if (ckpt::detect_checkpoint_format(dir) == ckpt::CheckpointFormat::kNative) {
-    const ckpt::NativeCheckpoint checkpoint(dir);
-    const int layers = ckpt::checkpoint_model_config(checkpoint.metadata()).num_layers;
-    return ckpt::load_native_model(checkpoint, state, model::PipelineStageLayout::of_stage(mapping, layers, stage));
-  }
+  if (ckpt::detect_checkpoint_format(dir) == ckpt::CheckpointFormat::kNative)
+    return ckpt::load_native_model(ckpt::NativeCheckpoint(dir), state, mapping);
+  if (mapping.tensor > 1)
+    throw Error("moebench logits: --tensor-model-parallel-size " + std::to_string(mapping.tensor) +
+                " reads native checkpoints only, and " + dir.string() +
+                " is a Hugging Face directory; convert it first (moebench convert hf-to-native --load " + dir.string() +
+                " --save DIR) and pass --load DIR");
   const ckpt::HfModelSpec spec = ckpt::read_hf_config(dir / "config.json");
-  model::GPTModel model(spec.config, 0, spec.conventions, model::ModelPlacement::cpu(), state,
+  const int stage = state.membership(GroupKind::kPipeline).rank_in_group;
+  model::GPTModel model(ckpt::model_config_for_mapping(spec.config, mapping), 0, spec.conventions,
+                        model::ModelPlacement::cpu(), state,
                         model::PipelineStageLayout::of_stage(mapping, spec.config.num_layers, stage));
   ckpt::load_hf_weights(model, SafetensorsCheckpoint(dir));
   return model;
@@ -55,12 +61,14 @@ model::GPTModel load_model(const fs::path& dir, const config::ParallelConfig& ma
 int write_logits(const dist::World& world, LogitsOptions options) {
   const int world_size = world.communicator().size();
   options.mapping.world_size = world_size;
-  const int model_ranks = options.mapping.pipeline * options.mapping.expert;
+  const int model_ranks = options.mapping.tensor * options.mapping.pipeline;
   if (world_size % model_ranks != 0)
-    throw Error("moebench logits: --pp " + std::to_string(options.mapping.pipeline) + " x --ep " +
-                std::to_string(options.mapping.expert) + " = " + std::to_string(model_ranks) + " does not divide the " +
-                std::to_string(world_size) + " ranks; start a multiple of PP x EP ranks");
+    throw Error("moebench logits: --tensor-model-parallel-size " + std::to_string(options.mapping.tensor) +
+                " x --pipeline-model-parallel-size " + std::to_string(options.mapping.pipeline) + " = " +
+                std::to_string(model_ranks) + " does not divide the " + std::to_string(world_size) +
+                " ranks; start a multiple of TP x PP ranks");
   const dist::ParallelState state(world.communicator(), {.world_size = world_size,
+                                                         .tensor = options.mapping.tensor,
                                                          .expert = options.mapping.expert,
                                                          .pipeline = options.mapping.pipeline});
   model::GPTModel model = load_model(options.load, options.mapping, state);
@@ -73,8 +81,10 @@ int write_logits(const dist::World& world, LogitsOptions options) {
   if (labels.defined() && labels.shape() != ids.shape())
     throw Error("'labels' must have the shape of 'input_ids'");
   const model::ForwardOutput out = train::pipeline_logits(model, state, ids, labels);
-  // The last stage's first data-parallel replica speaks for the run.
-  if (!model.pipeline_layout().has_output_layer() || state.membership(GroupKind::kData).rank_in_group != 0) return 0;
+  // The last stage's first tp rank of the first data-parallel replica speaks for the run.
+  if (!model.pipeline_layout().has_output_layer() || state.membership(GroupKind::kData).rank_in_group != 0 ||
+      state.membership(GroupKind::kTensor).rank_in_group != 0)
+    return 0;
 
   // The real vocabulary only: padded columns are not the checkpoint's.
   const Tensor logits = out.logits.slice(2, 0, config.vocab_size).contiguous();
@@ -114,9 +124,16 @@ void add_logits_command(CLI::App& app, Action& action) {
       ->required();
   command->add_option("--output", options->output, "safetensors file to write: logits float32 [B,S,V], loss")
       ->required();
-  command->add_option("--pp", options->mapping.pipeline, "pipeline stages to run the model on (under mpirun)")
+  command->add_option("--tensor-model-parallel-size,--tp", options->mapping.tensor,
+                      "tensor-parallel ranks to split the weights over (under mpirun; MoE needs --sequence-parallel)")
       ->check(CLI::PositiveNumber);
-  command->add_option("--ep", options->mapping.expert, "expert-parallel ranks to split the experts over (under mpirun)")
+  command->add_flag("--sequence-parallel", options->mapping.sequence_parallel,
+                    "split the tokens between the tensor-parallel blocks over the tp ranks (Megatron's flag)");
+  command->add_option("--pipeline-model-parallel-size,--pp", options->mapping.pipeline,
+                      "pipeline stages to run the model on (under mpirun)")
+      ->check(CLI::PositiveNumber);
+  command->add_option("--expert-model-parallel-size,--ep", options->mapping.expert,
+                      "expert-parallel ranks to split the experts over (under mpirun)")
       ->check(CLI::PositiveNumber);
   command->add_option("--decoder-first-pipeline-num-layers", options->mapping.first_stage_layers,
                       "layers of the first stage when PP does not divide the layers");

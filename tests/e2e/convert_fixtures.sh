@@ -1,6 +1,7 @@
 #!/bin/bash
 # The guide's conversion scripts end to end on the tiny fixtures: a converted
-# DeepSeek-V2 fixture answers `moebench logits`, `moebench run --load` trains
+# DeepSeek-V2 fixture answers `moebench logits` (on 1 rank, and under mpirun
+# with TP2 and SP: the reference logits and loss), `moebench run --load` trains
 # from it and `--ckpt-convert-save` re-saves it, and the scripts' error paths
 # (unknown MODEL, missing path) exit non-zero with one line.
 #   bash tests/e2e/convert_fixtures.sh path/to/moebench
@@ -16,6 +17,26 @@ MODEL=DeepSeek-V2-Lite SOURCE_CKPT_PATH=$fixture TARGET_CKPT_PATH=$work/native E
   bash "$root/scripts/convert_deepseek_v2.sh" > /dev/null
 test "$(cat "$work/native/latest_checkpointed_iteration.txt")" = release
 "$MOEBENCH_BIN" logits --load "$work/native" --input "$fixture/reference.safetensors" --output "$work/logits.safetensors" > /dev/null
+bash "$root/tests/mpi/run_mpi.sh" 2 "$MOEBENCH_BIN" logits --load "$work/native" \
+  --input "$fixture/reference.safetensors" --output "$work/logits_tp2.safetensors" \
+  --tensor-model-parallel-size 2 --sequence-parallel > /dev/null
+python3 - "$fixture/reference.safetensors" "$work/logits.safetensors" "$work/logits_tp2.safetensors" <<'PY'
+import json, struct, sys
+def floats(path, name):
+    with open(path, "rb") as f:
+        header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+        begin, end = header[name]["data_offsets"]
+        f.seek(begin, 1)
+        data = f.read(end - begin)
+    return struct.unpack("<%df" % (len(data) // 4), data)
+want_logits, want_loss = floats(sys.argv[1], "logits"), floats(sys.argv[1], "loss")[0]
+for path in sys.argv[2:]:
+    got = floats(path, "logits")
+    error = max(abs(a - b) for a, b in zip(got, want_logits)) / max(abs(b) for b in want_logits)
+    loss = floats(path, "loss")[0]
+    if len(got) != len(want_logits) or error > 1e-4 or abs(loss - want_loss) > 1e-4 * abs(want_loss):
+        sys.exit(f"FAIL: {path}: logits rel err {error:.2e}, loss {loss} vs {want_loss}")
+PY
 
 expect_failure() {  # expect_failure <what> <stderr pattern> <command...>
   local what=$1 pattern=$2

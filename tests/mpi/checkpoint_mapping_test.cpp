@@ -1,10 +1,13 @@
-// Native checkpoints load under any PP x EP mapping: each rank builds its
-// pipeline stage and its ep rank's experts and reads only those pieces.
-// Every Hugging Face fixture, converted on one rank, reproduces the
-// transformers reference logits and loss under EP2 x PP2 (4 ranks) or PP2
-// (2 ranks); a checkpoint saved by training under that mapping resumes on
-// one rank and under another mapping with the loss an uninterrupted run has
-// at the next iteration.
+// Native checkpoints load under any TP x PP x EP mapping: each rank builds
+// its pipeline stage, its tp slices and its ep rank's experts and reads only
+// those pieces. Every Hugging Face fixture, converted on one rank (or laid
+// out for TP2), reproduces the transformers reference logits and loss under
+// EP2 x PP2 (4 ranks) or PP2 (2 ranks), and under TP2 with sequence
+// parallelism (2 ranks), TP2 x PP2 (4) and TP2 x EP2 x PP2 (8); a checkpoint
+// saved by training under a mapping resumes on one rank and under another
+// mapping with the loss an uninterrupted run has at the next iteration, and
+// one saved on one rank resumes under TP2 x PP2 with the uninterrupted run's
+// next iteration and weights (Adam's moments read as the tp slices).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -44,14 +47,16 @@ fs::path shared_directory(dist::Communicator& world, const std::string& name) {
   return path;
 }
 
-// The mapping of the test world: EP2 x PP2 on 4 ranks, PP2 on 2; an odd
-// layer count splits unevenly (the first stage one layer shorter).
-config::ParallelConfig world_mapping(int world_size, int num_layers) {
+// TP x EP x PP on `world_size` ranks (the rest data-parallel, SP with TP);
+// an odd layer count splits unevenly (the first stage one layer shorter).
+config::ParallelConfig world_mapping(int world_size, int tensor, int expert, int pipeline, int num_layers) {
   config::ParallelConfig mapping;
   mapping.world_size = world_size;
-  mapping.pipeline = 2;
-  mapping.expert = world_size == 4 ? 2 : 1;
-  if (num_layers % 2 != 0) {
+  mapping.tensor = tensor;
+  mapping.sequence_parallel = tensor > 1;
+  mapping.expert = expert;
+  mapping.pipeline = pipeline;
+  if (pipeline == 2 && num_layers % 2 != 0) {
     mapping.first_stage_layers = num_layers / 2;
     mapping.last_stage_layers = num_layers - num_layers / 2;
   }
@@ -78,25 +83,33 @@ double max_relative_error(const Tensor& got, const std::vector<float>& want) {
   return difference / magnitude;
 }
 
-TEST(CheckpointMapping, ConvertedHubFixturesReproduceTheReferenceUnderPipelineAndExpertParallelism) {
-  dist::Communicator& world = dist::test_world();
-  if (world.size() != 2 && world.size() != 4) GTEST_SKIP() << "the mappings are PP2 (2 ranks) and EP2 x PP2 (4 ranks)";
+// A mapping of the fixture tests: TP x EP x PP, and the layout the fixtures
+// are converted into (one rank's, or laid out for TP2).
+struct FixtureMapping {
+  int tensor = 1, expert = 1, pipeline = 1;
+  ParallelMapping converted{};
+};
+
+// Every hub fixture, converted as `run` says on rank 0, loaded under its
+// mapping on the ranks of `world` and run on the reference batch: the last
+// stage's logits (gathered over tp) and loss equal the reference.
+void expect_fixtures_reproduce_the_reference(dist::Communicator& world, const FixtureMapping& run) {
   const std::vector<std::string> fixtures = hub_fixtures();
   ASSERT_FALSE(fixtures.empty());
   for (const std::string& fixture : fixtures) {
     SCOPED_TRACE(fixture);
     const fs::path root = shared_directory(world, "mapping_" + fixture);
-    if (world.rank() == 0) convert_hf_to_native({kFixtures / fixture, root, {}, {}});
+    if (world.rank() == 0) convert_hf_to_native({kFixtures / fixture, root, run.converted, {}});
     world.barrier();
 
     const NativeCheckpoint checkpoint(root);
     const int layers = checkpoint_model_config(checkpoint.metadata()).num_layers;
-    const config::ParallelConfig mapping = world_mapping(world.size(), layers);
-    const dist::ParallelState state(world,
-                                    {.world_size = world.size(), .expert = mapping.expert, .pipeline = mapping.pipeline});
-    const int stage = state.membership(GroupKind::kPipeline).rank_in_group;
-    model::GPTModel model =
-        load_native_model(checkpoint, state, model::PipelineStageLayout::of_stage(mapping, layers, stage));
+    const config::ParallelConfig mapping = world_mapping(world.size(), run.tensor, run.expert, run.pipeline, layers);
+    const dist::ParallelState state(world, {.world_size = world.size(),
+                                            .tensor = mapping.tensor,
+                                            .expert = mapping.expert,
+                                            .pipeline = mapping.pipeline});
+    model::GPTModel model = load_native_model(checkpoint, state, mapping);
     const SafetensorsFile reference(kFixtures / fixture / "reference.safetensors");
     const model::ForwardOutput out = train::pipeline_logits(model, state, int64_tensor(reference.tensor("input_ids")),
                                                             int64_tensor(reference.tensor("labels")));
@@ -107,8 +120,10 @@ TEST(CheckpointMapping, ConvertedHubFixturesReproduceTheReferenceUnderPipelineAn
       EXPECT_LT(logits_error, kReferenceTolerance);
       EXPECT_NEAR(out.lm_loss, loss, kReferenceTolerance * std::abs(loss));
       if (state.world_rank() == world.size() - 1)
-        std::printf("[ info ] %s under PP=%d EP=%d: logits rel err %.2e, loss %.6f vs %.6f\n", fixture.c_str(),
-                    mapping.pipeline, mapping.expert, logits_error, out.lm_loss, loss);
+        std::printf("[ info ] %s (converted for TP=%d) under TP=%d PP=%d EP=%d: logits rel err %.2e, loss %.6f vs "
+                    "%.6f\n",
+                    fixture.c_str(), run.converted.tp, mapping.tensor, mapping.pipeline, mapping.expert, logits_error,
+                    out.lm_loss, loss);
     } else {
       EXPECT_FALSE(out.logits.defined());
     }
@@ -117,10 +132,33 @@ TEST(CheckpointMapping, ConvertedHubFixturesReproduceTheReferenceUnderPipelineAn
   }
 }
 
+TEST(CheckpointMapping, ConvertedHubFixturesReproduceTheReferenceUnderPipelineAndExpertParallelism) {
+  dist::Communicator& world = dist::test_world();
+  if (world.size() != 2 && world.size() != 4) GTEST_SKIP() << "the mappings are PP2 (2 ranks) and EP2 x PP2 (4 ranks)";
+  expect_fixtures_reproduce_the_reference(world, {.expert = world.size() / 2, .pipeline = 2});
+}
+
+TEST(CheckpointMapping, ConvertedHubFixturesReproduceTheReferenceUnderTensorParallelism) {
+  dist::Communicator& world = dist::test_world();
+  if (world.size() != 2 && world.size() != 4 && world.size() != 8)
+    GTEST_SKIP() << "the mappings are TP2 (2 ranks), TP2 x PP2 (4) and TP2 x EP2 x PP2 (8)";
+  expect_fixtures_reproduce_the_reference(
+      world, {.tensor = 2, .expert = world.size() == 8 ? 2 : 1, .pipeline = world.size() == 2 ? 1 : 2});
+}
+
+// `moebench convert hf-to-native --tp 2`: the TP2 layout loads under TP2
+// (and, as any native checkpoint, under any other mapping).
+TEST(CheckpointMapping, HubFixturesConvertedForTensorParallelismReproduceTheReference) {
+  dist::Communicator& world = dist::test_world();
+  if (world.size() != 2) GTEST_SKIP() << "converts for TP2 and loads under TP2 on 2 ranks";
+  expect_fixtures_reproduce_the_reference(world, {.tensor = 2, .converted = {.tp = 2}});
+}
+
 // tiny-deepseek-v2 with 4 layers (the first dense), MLA, shared experts,
 // group-limited routing: every kind of tensor a checkpoint holds.
-train::ZooRun deepseek_run(int pipeline, int expert_parallel, int iterations) {
+train::ZooRun deepseek_run(int pipeline, int expert_parallel, int iterations, int tensor_parallel = 1) {
   return {.model = "tiny-deepseek-v2",
+          .tensor_parallel = tensor_parallel,
           .expert_parallel = expert_parallel,
           .pipeline = pipeline,
           .num_layers = 4,
@@ -164,6 +202,38 @@ TEST(CheckpointMapping, TrainedUnderOneMappingResumesUnderAnother) {
     SCOPED_TRACE("resumed under another mapping");
     expect_iteration_matches(train::train_zoo_model(world, other_mapping), third);
   }
+  world.barrier();
+  if (world.rank() == 0) fs::remove_all(root);
+}
+
+// Saved on one rank after iteration 2, resumed under TP2 x PP2 for iteration
+// 3: its loss and grad norm, and the weights after its update (which Adam's
+// moments steer: the tp-split ones read as this rank's slices, the
+// replicated ones whole), are the uninterrupted one-rank run's.
+TEST(CheckpointMapping, SavedOnOneRankResumesUnderTensorAndPipelineParallelism) {
+  dist::Communicator& world = dist::test_world();
+  if (world.size() != 4) GTEST_SKIP() << "resumes under TP2 x PP2 (4 ranks)";
+  const fs::path root = shared_directory(world, "mapping_one_rank");
+  dist::SingleRankCommunicator one_rank;
+  if (world.rank() == 0) {
+    train::ZooRun saving = deepseek_run(1, 1, 2);
+    saving.save = root.string();
+    train::train_zoo_model(one_rank, saving);
+  }
+  world.barrier();
+  train::ZooOutcome uninterrupted = train::train_zoo_model(one_rank, deepseek_run(1, 1, 3));
+  ASSERT_EQ(uninterrupted.records.size(), 3u);
+  uninterrupted.records.erase(uninterrupted.records.begin(), uninterrupted.records.end() - 1);
+
+  train::ZooRun resumed = deepseek_run(2, 1, 3, 2);
+  resumed.load = root.string();
+  const train::ZooOutcome parallel = train::train_zoo_model(world, resumed);
+  ASSERT_EQ(parallel.records.size(), 1u);
+  const train::ZooDifferences worst = train::expect_matches_one_rank(parallel, uninterrupted);
+  if (world.rank() == 0)
+    std::printf("[ info ] 1-rank checkpoint of iteration 2 resumed under TP2 x PP2: largest relative difference of "
+                "losses %.2e, grad norms %.2e, weights %.2e\n",
+                worst.loss, worst.grad_norm, worst.weight);
   world.barrier();
   if (world.rank() == 0) fs::remove_all(root);
 }

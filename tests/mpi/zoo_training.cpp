@@ -13,6 +13,7 @@
 #include "moebench/data/mock_dataset.h"
 #include "moebench/dist/parallel_state.h"
 #include "moebench/model/gpt_model.h"
+#include "moebench/model/tensor_parallel_gather.h"
 #include "moebench/train/trainer.h"
 
 namespace moebench::train {
@@ -59,27 +60,6 @@ Run configured_run(const ZooRun& zoo, int world_size) {
   run.setup.hidden_size = run.model.hidden_size;
   run.setup.model_args = resolved.flags.to_arguments();  // what a checkpoint records, as `moebench run`
   return run;
-}
-
-// The one-rank tensor of a tensor-parallel parameter, gathered from the tp
-// ranks' slices as Parameter::tensor_parallel places them (collective over tp).
-Tensor gathered_over_tensor_parallel(const model::Parameter& p, dist::Communicator& tp) {
-  const model::TensorParallelSplit& split = p.tensor_parallel;
-  if (!split.is_split()) return p.value.clone();
-  const std::vector<int64_t> local_shape = p.value.shape();
-  std::vector<int64_t> stacked_shape = local_shape;
-  stacked_shape.insert(stacked_shape.begin(), tp.size());
-  Tensor stacked = Tensor::empty(stacked_shape, DType::F32);
-  tp.all_gather(p.value.contiguous(), stacked);
-  Tensor whole = Tensor::empty(split.global_shape(local_shape), DType::F32);
-  const int64_t dim = split.partition_dim;
-  for (int rank = 0; rank < tp.size(); ++rank) {
-    const Tensor local = stacked.slice(0, rank, rank + 1).view(local_shape);
-    for (const model::SplitRange& range : split.of_rank(rank).ranges(local_shape))
-      whole.slice(dim, range.global_offset, range.global_offset + range.size)
-          .copy_from(local.slice(dim, range.local_offset, range.local_offset + range.size));
-  }
-  return whole;
 }
 
 double relative_difference(double value, double reference) {
@@ -130,8 +110,9 @@ ZooOutcome train_zoo_model(dist::Communicator& world, const ZooRun& zoo) {
                   {[&outcome](const IterationRecord& r) { outcome.records.push_back(r); }, {}});
   trainer.train();
   for (const model::Parameter* p : gpt.parameters())
-    outcome.weights.push_back({p->name, gathered_over_tensor_parallel(*p, state.group(GroupKind::kTensor)), Tensor(),
-                               Tensor(), p->weight_decay, p->is_expert});
+    outcome.weights.push_back(
+        {p->name, model::gather_tensor_parallel(p->value, p->tensor_parallel, state.group(GroupKind::kTensor)),
+         Tensor(), Tensor(), p->weight_decay, p->is_expert});
   return outcome;
 }
 

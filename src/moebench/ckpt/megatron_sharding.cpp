@@ -44,7 +44,8 @@ TensorParallelKind kind_of(const std::string& name) {
 void require_divides(int parts, int64_t size, const std::string& what, const char* flag) {
   if (size % parts != 0)
     throw Error(std::string(flag) + "=" + std::to_string(parts) + " does not divide the " + what + " (" +
-                std::to_string(size) + "); choose a " + flag + " that divides it");
+                std::to_string(size) + "); choose a " + flag + " that divides it (the layout only shapes the rank "
+                "files: the checkpoint loads under any mapping, so TP=PP=EP=1 always converts)");
 }
 
 TensorSlice rows(const std::vector<int64_t>& shape, int64_t begin, int64_t count) {

@@ -1,6 +1,7 @@
 #include "moebench/train/pipeline_logits.h"
 
 #include "moebench/dist/pipeline_p2p.h"
+#include "moebench/model/tensor_parallel_gather.h"
 #include "moebench/train/pipeline_runner.h"
 
 namespace moebench::train {
@@ -41,11 +42,23 @@ class LogitsStage final : public PipelineStageModel {
 model::ForwardOutput pipeline_logits(model::GPTModel& model, const dist::ParallelState& parallel_state,
                                      const Tensor& input_ids, const Tensor& labels) {
   LogitsStage stage(model, input_ids, labels);
-  const int64_t hidden_size = model.config().hidden_size;
-  dist::PipelineP2P p2p(parallel_state.group(GroupKind::kPipeline), {input_ids.size(0), input_ids.size(1), hidden_size},
+  const config::ModelConfig& config = model.config();
+  // Under sequence parallelism each tp rank passes on its share of the tokens (GPTModel's [B, S / TP, h]).
+  dist::Communicator& tensor_parallel = parallel_state.group(GroupKind::kTensor);
+  const int64_t sequence_shards = config.sequence_parallel ? tensor_parallel.size() : 1;
+  dist::PipelineP2P p2p(parallel_state.group(GroupKind::kPipeline),
+                        {input_ids.size(0), input_ids.size(1) / sequence_shards, int64_t(config.hidden_size)},
                         DType::F32);
   run_pipeline_forward_only(int(model.pipeline_layout().chunks.size()), 1, stage, p2p);
-  return stage.result();
+  model::ForwardOutput result = stage.result();
+  if (result.logits.defined()) {
+    // The output layer is vocabulary-parallel: each tp rank computed its columns of the logits.
+    const model::TensorParallelSplit vocabulary = {.partition_dim = 2,
+                                                   .rank = tensor_parallel.rank(),
+                                                   .size = tensor_parallel.size()};
+    result.logits = model::gather_tensor_parallel(result.logits, vocabulary, tensor_parallel);
+  }
+  return result;
 }
 
 }  // namespace moebench::train

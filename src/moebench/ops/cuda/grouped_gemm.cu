@@ -37,7 +37,6 @@
 // Build: nvcc -std=c++20 -O3 -gencode=arch=compute_90a,code=sm_90a -Isrc -DMOEBENCH_WITH_CUDA=1 -c grouped_gemm.cu
 // Check and time: tests/gpu/grouped_gemm_test.cpp (GroupedGemmTest.*, GroupedGemmTiming.ProxyShapes).
 #include <algorithm>
-#include <climits>
 #include <type_traits>
 #include <cstdint>
 #include <mutex>
@@ -45,6 +44,7 @@
 #include <vector>
 
 #include "moebench/core/cuda_check.h"
+#include "moebench/ops/cuda/grouped_gemm_arguments.h"
 #include "moebench/ops/cuda/grouped_gemm_schedule.cuh"
 #include "moebench/ops/grouped_gemm.h"
 
@@ -328,31 +328,6 @@ __global__ void __launch_bounds__(kThreads, 2) grouped_gemm_kernel(const Grouped
   }
 }
 
-void check_grouped_arguments(const char* name, const void* out, const void* mma_a, const void* mma_b,
-                             const std::int32_t* group_counts, std::int64_t num_groups, std::int64_t m_capacity,
-                             std::int64_t n, std::int64_t k) {
-  const std::string prefix = std::string(name) + ": ";
-  if (num_groups < 1 || num_groups > kMaxGroupedGemmGroups) {
-    throw Error(prefix + "num_groups=" + std::to_string(num_groups) + " must be in [1, " +
-                std::to_string(kMaxGroupedGemmGroups) + "]");
-  }
-  if (m_capacity < 0 || m_capacity > INT_MAX) {
-    throw Error(prefix + "m_capacity=" + std::to_string(m_capacity) + " must be in [0, 2^31)");
-  }
-  if (n < 8 || k < 8 || n % 8 != 0 || k % 8 != 0 || n > INT_MAX || k > INT_MAX) {
-    throw Error(prefix + "n=" + std::to_string(n) + " and k=" + std::to_string(k) +
-                " must be positive multiples of 8 (16-byte rows); use the _cublaslt_loop path otherwise");
-  }
-  const void* pointers[] = {out, mma_a, mma_b, group_counts};
-  const char* pointer_names[] = {"output", "first operand", "second operand", "group_counts"};
-  for (int i = 0; i < 4; ++i) {
-    if (pointers[i] == nullptr) throw Error(prefix + pointer_names[i] + " is null");
-    if (i < 3 && reinterpret_cast<std::uintptr_t>(pointers[i]) % 16 != 0) {
-      throw Error(prefix + pointer_names[i] + " is not 16-byte aligned");
-    }
-  }
-}
-
 template <GroupedKind kKind>
 void launch_grouped_gemm(const GroupedGemmParams& params, cudaStream_t stream) {
   constexpr bool kKGrouped = kKind == GroupedKind::kKGroupedTN;
@@ -421,8 +396,8 @@ void m_grouped_bf16_gemm_nt_contiguous(__nv_bfloat16* out, const __nv_bfloat16* 
                                        const std::int32_t* group_counts, std::int64_t num_groups,
                                        std::int64_t m_capacity, std::int64_t n, std::int64_t k,
                                        cudaStream_t stream) {
-  check_grouped_arguments("m_grouped_bf16_gemm_nt_contiguous", out, a, w, group_counts, num_groups, m_capacity, n,
-                          k);
+  check_grouped_gemm_arguments("m_grouped_bf16_gemm_nt_contiguous", out, a, w, group_counts, num_groups, m_capacity,
+                               n, k);
   launch_grouped_gemm<GroupedKind::kMGroupedNT>(
       {out, a, w, group_counts, static_cast<int>(num_groups), static_cast<int>(m_capacity), static_cast<int>(n),
        static_cast<int>(k)},
@@ -433,8 +408,8 @@ void m_grouped_bf16_gemm_nn_contiguous(__nv_bfloat16* da, const __nv_bfloat16* d
                                        const std::int32_t* group_counts, std::int64_t num_groups,
                                        std::int64_t m_capacity, std::int64_t n, std::int64_t k,
                                        cudaStream_t stream) {
-  check_grouped_arguments("m_grouped_bf16_gemm_nn_contiguous", da, dout, w, group_counts, num_groups, m_capacity,
-                          n, k);
+  check_grouped_gemm_arguments("m_grouped_bf16_gemm_nn_contiguous", da, dout, w, group_counts, num_groups,
+                               m_capacity, n, k);
   launch_grouped_gemm<GroupedKind::kMGroupedNN>(
       {da, dout, w, group_counts, static_cast<int>(num_groups), static_cast<int>(m_capacity), static_cast<int>(n),
        static_cast<int>(k)},
@@ -445,8 +420,8 @@ void k_grouped_bf16_gemm_tn_contiguous(float* dw, const __nv_bfloat16* dout, con
                                        const std::int32_t* group_counts, std::int64_t num_groups,
                                        std::int64_t m_capacity, std::int64_t n, std::int64_t k,
                                        cudaStream_t stream) {
-  check_grouped_arguments("k_grouped_bf16_gemm_tn_contiguous", dw, dout, a, group_counts, num_groups, m_capacity,
-                          n, k);
+  check_grouped_gemm_arguments("k_grouped_bf16_gemm_tn_contiguous", dw, dout, a, group_counts, num_groups,
+                               m_capacity, n, k);
   launch_grouped_gemm<GroupedKind::kKGroupedTN>(
       {dw, dout, a, group_counts, static_cast<int>(num_groups), static_cast<int>(m_capacity), static_cast<int>(n),
        static_cast<int>(k)},

@@ -68,12 +68,12 @@
 #include <cudaTypedefs.h>
 
 #include <algorithm>
-#include <climits>
 #include <cstdint>
 #include <string>
 #include <type_traits>
 
 #include "moebench/core/cuda_check.h"
+#include "moebench/ops/cuda/grouped_gemm_arguments.h"
 #include "moebench/ops/cuda/grouped_gemm_schedule.cuh"
 #include "moebench/ops/cuda/sm90_host.cuh"
 #include "moebench/ops/cuda/sm90_primitives.cuh"
@@ -595,29 +595,11 @@ CUtensorMap weight_gradient_map(float* base, long long groups, long long n, long
   return make_tensor_map(CU_TENSOR_MAP_DATA_TYPE_FLOAT32, base, 3, dims, strides, box);
 }
 
+// The shared contract, and a Hopper GPU.
 void check_sm90_arguments(const char* name, const void* out, const void* mma_a, const void* mma_b,
                           const std::int32_t* group_counts, std::int64_t num_groups, std::int64_t m_capacity,
                           std::int64_t n, std::int64_t k) {
-  const std::string prefix = std::string(name) + ": ";
-  if (num_groups < 1 || num_groups > kMaxGroupedGemmGroups) {
-    throw Error(prefix + "num_groups=" + std::to_string(num_groups) + " must be in [1, " +
-                std::to_string(kMaxGroupedGemmGroups) + "]");
-  }
-  if (m_capacity < 0 || m_capacity > INT_MAX) {
-    throw Error(prefix + "m_capacity=" + std::to_string(m_capacity) + " must be in [0, 2^31)");
-  }
-  if (n < 8 || k < 8 || n % 8 != 0 || k % 8 != 0 || n > INT_MAX || k > INT_MAX) {
-    throw Error(prefix + "n=" + std::to_string(n) + " and k=" + std::to_string(k) +
-                " must be positive multiples of 8 (16-byte TMA strides); use the _cublaslt_loop path otherwise");
-  }
-  const void* pointers[] = {out, mma_a, mma_b, group_counts};
-  const char* pointer_names[] = {"output", "first operand", "second operand", "group_counts"};
-  for (int i = 0; i < 4; ++i) {
-    if (pointers[i] == nullptr) throw Error(prefix + pointer_names[i] + " is null");
-    if (i < 3 && reinterpret_cast<std::uintptr_t>(pointers[i]) % 16 != 0) {
-      throw Error(prefix + pointer_names[i] + " is not 16-byte aligned");
-    }
-  }
+  check_grouped_gemm_arguments(name, out, mma_a, mma_b, group_counts, num_groups, m_capacity, n, k);
   require_hopper(name);
 }
 

@@ -39,6 +39,7 @@ struct Scenario {
   std::string model;
   bool distributed_optimizer = false;
   bool bf16_moments = false;  // --use-precision-aware-optimizer --exp-avg-dtype bf16 --exp-avg-sq-dtype bf16
+  std::vector<std::string> flags{};  // more Megatron flags
 };
 
 struct Outcome {
@@ -53,11 +54,11 @@ struct TrainingRun {
 };
 
 TrainingRun configured_run(const Scenario& scenario) {
-  const config::ResolvedConfig resolved =
-      config::resolve({fs::path(MOEBENCH_SOURCE_DIR) / "configs",
-                       {{"MODEL", scenario.model}, {"CLUSTER", "local"}},
-                       {"--micro-batch-size", "1", "--global-batch-size", "4", "--train-iters",
-                        std::to_string(kIterations), "--lr-warmup-iters", "1", "--eval-iters", "0"}});
+  std::vector<std::string> flags = {"--micro-batch-size", "1", "--global-batch-size", "4", "--train-iters",
+                                    std::to_string(kIterations), "--lr-warmup-iters", "1", "--eval-iters", "0"};
+  flags.insert(flags.end(), scenario.flags.begin(), scenario.flags.end());
+  const config::ResolvedConfig resolved = config::resolve(
+      {fs::path(MOEBENCH_SOURCE_DIR) / "configs", {{"MODEL", scenario.model}, {"CLUSTER", "local"}}, flags});
   TrainingRun run;
   run.setup.parallel = config::parallel_config_from_flags(resolved.flags, 1);
   run.setup.parallel.distributed_optimizer = scenario.distributed_optimizer;
@@ -240,6 +241,57 @@ TEST(Bf16Moments, Fp32MomentsFromACheckpointAreRoundedToBf16) {
     EXPECT_TRUE(bitwise_equal(moment.local, stored.to(DType::BF16)));
   }
   fs::remove_all(root);
+}
+
+// Rows [0, rows) of a [V, h] tensor.
+Tensor leading_rows(const Tensor& tensor, int64_t rows) { return tensor.slice(0, 0, rows).contiguous(); }
+
+// A checkpoint loads into a model whose vocabulary is padded otherwise (as
+// another TP size pads it; here another --make-vocab-size-divisible-by):
+// the embedding, the output layer and Adam's moments of both keep their
+// common rows bit for bit and the model's further padding rows are zero.
+// A model with fewer rows than the checkpoint's real vocabulary cannot load it.
+TEST(VocabularyPadding, CheckpointLoadsIntoAnotherPadding) {
+  const std::vector<std::string> by_128 = {"--make-vocab-size-divisible-by", "128"};  // 384 rows (the real vocabulary)
+  const std::vector<std::string> by_256 = {"--make-vocab-size-divisible-by", "256"};  // 512 rows
+  for (const auto& [saved_flags, loaded_flags] : {std::pair{by_128, by_256}, {by_256, by_128}}) {
+    SCOPED_TRACE("saved with divisible-by " + saved_flags[1] + ", loaded with " + loaded_flags[1]);
+    const fs::path root = fresh_directory("vocabulary_padding");
+    TrainingRun saving = configured_run({"tiny-mixtral", false, false, saved_flags});
+    saving.setup.train.train_iters = kSaveInterval;
+    saving.setup.train.save = root;
+    train(saving);
+
+    const TrainingRun loading = configured_run({"tiny-mixtral", false, false, loaded_flags});
+    model::GPTModel gpt(loading.model, uint64_t(loading.setup.train.seed) + 1);
+    TrainableModelRef<model::GPTModel> trainable(gpt);
+    AdamOptimizer optimizer(gpt.parameters(), {});
+    load_training_checkpoint(root, trainable, optimizer, loading.setup.train);
+    std::vector<ckpt::ShardedTensor> loaded = optimizer.state_pieces();
+    for (const model::Parameter* p : gpt.parameters()) loaded.push_back(ckpt::whole_tensor(p->name, p->value));
+    const ckpt::NativeCheckpoint saved(root);
+    int checked = 0;
+    for (const ckpt::ShardedTensor& tensor : loaded) {
+      if (!tensor.name.ends_with("word_embeddings.weight") && !tensor.name.ends_with("output_layer.weight")) continue;
+      SCOPED_TRACE(tensor.name);
+      const Tensor stored = saved.read_whole(tensor.name);
+      const int64_t rows = tensor.local.shape()[0], common = std::min(rows, stored.shape()[0]);
+      ASSERT_NE(rows, stored.shape()[0]);
+      EXPECT_TRUE(bitwise_equal(leading_rows(tensor.local, common), leading_rows(stored, common)));
+      if (rows > common) {
+        const Tensor padding = tensor.local.slice(0, common, rows).contiguous();
+        EXPECT_TRUE(bitwise_equal(padding, Tensor::zeros(padding.shape(), padding.dtype())));
+      }
+      ++checked;
+    }
+    EXPECT_EQ(checked, 6);  // two parameters and two moments of each
+
+    TrainingRun smaller_vocabulary = configured_run({"tiny-mixtral", false, false, {"--vocab-size", "200"}});
+    smaller_vocabulary.setup.train.load = root;
+    const std::string error = error_of(smaller_vocabulary);
+    EXPECT_NE(error.find("only rows past the real vocabulary of 384 may differ"), std::string::npos) << error;
+    fs::remove_all(root);
+  }
 }
 
 }  // namespace

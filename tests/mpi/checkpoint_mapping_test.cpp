@@ -7,12 +7,14 @@
 // saved by training under a mapping resumes on one rank and under another
 // mapping with the loss an uninterrupted run has at the next iteration, and
 // one saved on one rank resumes under TP2 x PP2 with the uninterrupted run's
-// next iteration and weights (Adam's moments read as the tp slices).
+// next iteration and weights (Adam's moments read as the tp slices), also
+// when TP2 pads the vocabulary to more rows than the one-rank run did.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -234,6 +236,60 @@ TEST(CheckpointMapping, SavedOnOneRankResumesUnderTensorAndPipelineParallelism) 
     std::printf("[ info ] 1-rank checkpoint of iteration 2 resumed under TP2 x PP2: largest relative difference of "
                 "losses %.2e, grad norms %.2e, weights %.2e\n",
                 worst.loss, worst.grad_norm, worst.weight);
+  world.barrier();
+  if (world.rank() == 0) fs::remove_all(root);
+}
+
+bool same_bits(const Tensor& a, const Tensor& b) {
+  const Tensor x = a.contiguous(), y = b.contiguous();
+  return x.shape() == y.shape() && std::memcmp(x.data_ptr(), y.data_ptr(), x.nbytes()) == 0;
+}
+
+// tiny-mixtral trained on one rank with --make-vocab-size-divisible-by 128
+// (384 rows, its real vocabulary) resumes under TP2, which pads that divisor
+// to 512 rows: the padding rows of the embedding, the output layer and their
+// moments load as zeros. Megatron's cross-entropy takes the padded logits
+// into the softmax, so the loss depends on the padding: the reference is the
+// one-rank run padded as TP2 pads (divisible by 256) resumed from the same
+// checkpoint. load_native_model under TP2 reads tp rank 1's vocabulary
+// slice, rows [256, 512), as the saved rows 256..383 and zeros.
+TEST(CheckpointMapping, SavedOnOneRankResumesUnderTensorParallelismThatPadsTheVocabularyOtherwise) {
+  dist::Communicator& world = dist::test_world();
+  if (world.size() != 2) GTEST_SKIP() << "resumes under TP2 (2 ranks)";
+  const fs::path root = shared_directory(world, "mapping_vocabulary_padding");
+  const std::vector<std::string> by_128 = {"--make-vocab-size-divisible-by", "128"};
+  dist::SingleRankCommunicator one_rank;
+  if (world.rank() == 0)
+    train::train_zoo_model(one_rank, {.model = "tiny-mixtral", .flags = by_128, .iterations = 2, .save = root});
+  world.barrier();
+  const train::ZooOutcome reference = train::train_zoo_model(
+      one_rank,
+      {.model = "tiny-mixtral", .flags = {"--make-vocab-size-divisible-by", "256"}, .iterations = 3, .load = root});
+  const train::ZooOutcome parallel = train::train_zoo_model(
+      world, {.model = "tiny-mixtral", .tensor_parallel = 2, .flags = by_128, .iterations = 3, .load = root});
+  ASSERT_EQ(parallel.records.size(), 1u);
+  const train::ZooDifferences worst = train::expect_matches_one_rank(parallel, reference);
+  if (world.rank() == 0)
+    std::printf("[ info ] 1-rank checkpoint of 384 vocabulary rows resumed under TP2 (512 rows): largest relative "
+                "difference of losses %.2e, grad norms %.2e, weights %.2e\n",
+                worst.loss, worst.grad_norm, worst.weight);
+
+  const NativeCheckpoint checkpoint(root);
+  const config::ParallelConfig mapping =
+      world_mapping(2, 2, 1, 1, checkpoint_model_config(checkpoint.metadata()).num_layers);
+  const dist::ParallelState state(world, {.world_size = 2, .tensor = 2});
+  model::GPTModel model = load_native_model(checkpoint, state, mapping);
+  const Tensor saved = checkpoint.read_whole("output_layer.weight");
+  const Tensor held = model.parameter("output_layer.weight").value;
+  ASSERT_EQ(saved.shape()[0], 384);
+  ASSERT_EQ(held.shape()[0], 256);
+  const int64_t begin = 256 * state.membership(GroupKind::kTensor).rank_in_group;
+  const int64_t common = std::min<int64_t>(256, 384 - begin);
+  EXPECT_TRUE(same_bits(held.slice(0, 0, common), saved.slice(0, begin, begin + common)));
+  if (common < 256) {
+    const Tensor padding = held.slice(0, common, 256);
+    EXPECT_TRUE(same_bits(padding, Tensor::zeros(padding.shape(), padding.dtype())));
+  }
   world.barrier();
   if (world.rank() == 0) fs::remove_all(root);
 }

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "moebench/ckpt/tensor_parallel_pieces.h"
+#include "moebench/ckpt/vocabulary_padding.h"
 #include "moebench/config/flag_map.h"
 #include "moebench/config/validation.h"
 #include "moebench/model/pipeline_stage_layout.h"
@@ -11,11 +12,12 @@ namespace moebench::ckpt {
 namespace {
 
 // Every parameter and buffer the model holds, from the checkpoint: a
-// tensor-parallel parameter as its slices of the one-rank tensor.
+// tensor-parallel parameter as its slices of the one-rank tensor, the
+// vocabulary-sized ones across paddings (the mapping may pad otherwise).
 model::GPTModel read_held_tensors(const NativeCheckpoint& checkpoint, model::GPTModel model) {
   for (model::Parameter* p : model.parameters())
     for (const ShardedTensor& piece : tensor_parallel_pieces(p->name, p->value, p->tensor_parallel))
-      checkpoint.read(piece);
+      read_across_vocabulary_padding(checkpoint, piece);
   for (const model::Buffer& b : model.buffers()) checkpoint.read(whole_tensor(b.name, b.value));
   return model;
 }

@@ -7,6 +7,7 @@
 #include "moebench/ckpt/checkpoint_directory.h"
 #include "moebench/ckpt/native_checkpoint.h"
 #include "moebench/ckpt/tensor_parallel_pieces.h"
+#include "moebench/ckpt/vocabulary_padding.h"
 #include "moebench/core/error.h"
 #include "moebench/ops/elementwise.h"
 #ifdef MOEBENCH_WITH_CUDA
@@ -95,10 +96,11 @@ class HostMirror {
   std::vector<std::pair<Tensor, Tensor>> devices_;  // (device tensor, its host copy)
 };
 
-// Reads `pieces` from `checkpoint` into their tensors, wherever they live.
+// Reads `pieces` from `checkpoint` into their tensors, wherever they live;
+// the vocabulary-sized ones across paddings (the run's TP may pad otherwise).
 void read_pieces(const ckpt::NativeCheckpoint& checkpoint, std::vector<ckpt::ShardedTensor> pieces) {
   const HostMirror mirror(std::move(pieces));
-  for (const ckpt::ShardedTensor& piece : mirror.pieces()) checkpoint.read(piece);
+  for (const ckpt::ShardedTensor& piece : mirror.pieces()) ckpt::read_across_vocabulary_padding(checkpoint, piece);
   mirror.copy_back();
 }
 

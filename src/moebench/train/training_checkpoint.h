@@ -36,7 +36,8 @@ void save_training_checkpoint(const std::filesystem::path& root, TrainableModel&
 // into the model and, unless --finetune or --no-load-optim, the optimizer;
 // returns where training continues (all zero with --finetune; the schedule's
 // position only with the optimizer state, as Megatron). Throws an Error when
-// the checkpoint does not fit the model, lacks the optimizer state asked for
+// the checkpoint does not fit the model (a vocabulary padded otherwise fits:
+// ckpt/vocabulary_padding.h), lacks the optimizer state asked for
 // or was saved with another seed (unless --no-load-rng).
 ckpt::TrainingProgress load_training_checkpoint(const std::filesystem::path& path, TrainableModel& model,
                                                 Optimizer& optimizer, const TrainConfig& config);

@@ -2,7 +2,8 @@
 // flags, check them, write the resolved config into the output directory,
 // build the model, train on the data and log every iteration. Started by
 // mpirun or srun on several ranks, it trains over all of them with the
-// mapping's TP (with SP), PP, EP and data parallelism; rank 0 alone prints and writes the
+// mapping's TP (with SP), PP, EP and data parallelism on CPU ranks, and with
+// --device cuda data-parallel over one GPU per rank; rank 0 alone prints and writes the
 // config, metrics and TensorBoard events (with PP the trainer gives it the
 // last stage's loss).
 #include <unistd.h>
@@ -35,6 +36,7 @@
 #include "moebench/model/gpt_model.h"
 #include "moebench/obs/iteration_log.h"
 #include "moebench/train/flops.h"
+#include "moebench/train/gpu_rank_placement.h"
 #include "moebench/train/placement_communicator.h"
 #include "moebench/train/trainer.h"
 
@@ -117,28 +119,29 @@ void reject_unsupported(const config::FlagMap& flags, const config::ParallelConf
     throw Error("CP=" + std::to_string(p.context) + ": context parallelism is not available in the CPU engine; set CP=1");
 }
 
-// --device cpu|cuda; without it the GPU when this build has CUDA and one is present.
-// The GPU engine trains one rank: parallel runs train on the CPU.
-model::ModelPlacement choose_placement(const config::FlagMap& flags, int world_size) {
+// --device cpu|cuda; without it the GPU when this build has CUDA, one is
+// present and the run has one rank (parallel runs ask for the GPU by name).
+// On the GPU each rank trains on the GPU of its local rank, data-parallel
+// only: any other mapping fails here, before any group is built.
+model::ModelPlacement choose_placement(const config::FlagMap& flags, const config::ParallelConfig& parallel,
+                                       const dist::ProcessIdentity& identity) {
   const std::string device = flags.get_string("--device", "");
   if (!device.empty() && device != "cpu" && device != "cuda")
     throw Error("--device " + device + ": use cpu or cuda");
   if (device == "cpu") return model::ModelPlacement::cpu();
+  if (device == "cuda") train::require_gpu_data_parallel_mapping(parallel);
 #ifdef MOEBENCH_WITH_CUDA
   int gpus = 0;
   if (cudaGetDeviceCount(&gpus) != cudaSuccess) gpus = 0;
-  if (gpus > 0 && (device == "cuda" || world_size == 1)) {
-    if (world_size > 1)
-      throw Error("--device cuda with " + std::to_string(world_size) +
-                  " ranks: data, tensor, pipeline and expert parallelism on the GPU are not supported yet; run one "
-                  "rank or --device cpu");
-    cudaSetDevice(0);
+  if (gpus > 0 && (device == "cuda" || identity.world_size == 1)) {
+    const int gpu = train::gpu_of_local_rank(identity.local_rank, gpus);
+    cudaSetDevice(gpu);
     enable_cuda_tensors();
-    return model::ModelPlacement::cuda(0);
+    return model::ModelPlacement::cuda(gpu);
   }
   if (device == "cuda") throw Error("--device cuda: no CUDA device is visible to this process");
 #else
-  (void)world_size;
+  (void)identity;
   if (device == "cuda")
     throw Error("--device cuda: this moebench was built without CUDA; rebuild where nvcc is found or use --device cpu");
 #endif
@@ -191,7 +194,7 @@ int train_on_this_rank(const dist::World& world, const std::vector<std::string>&
   const fs::path output_dir = train_config.output_dir.empty() ? fs::path("output") : train_config.output_dir;
   const fs::path tensorboard_dir =
       train_config.tensorboard_dir.empty() ? output_dir / "tensorboard" : train_config.tensorboard_dir;
-  const model::ModelPlacement placement_of_run = choose_placement(flags, world_size);
+  const model::ModelPlacement placement_of_run = choose_placement(flags, parallel, world.identity());
   if (reporting_rank) {
     write_file_atomically(output_dir / "config.yaml", config::resolved_config_yaml(resolved, world_size));
     std::printf("moebench run: %s, %d layers, hidden %d, %d experts; MBS %d, GBS %d (%d microbatches), "
@@ -204,14 +207,17 @@ int train_on_this_rank(const dist::World& world, const std::vector<std::string>&
                   "dp ranks (Megatron's expert-parallel folding), so EP may exceed DP\n");
     // The GPU engine trains in Megatron's bf16 mixed precision; the CPU engine is the float32 reference.
     std::printf("engine: %s, %d rank%s (DP=%d, PP=%d, VPP=%d, EP=%d, TP=%d%s%s); %s; output in %s\n",
-                placement_of_run.device.is_cuda() ? "GPU (cuda:0), bf16 mixed precision" : "CPU, float32", world_size,
+                placement_of_run.device.is_cuda() ? "GPU (one per rank, cuda:<local rank>), bf16 mixed precision"
+                                                  : "CPU, float32",
+                world_size,
                 world_size == 1 ? "" : "s", parallel.data_parallel(), parallel.pipeline, parallel.virtual_stages,
                 parallel.expert, parallel.tensor, parallel.sequence_parallel ? " with sequence parallelism" : "",
                 parallel.distributed_optimizer ? ", distributed optimizer" : "", run_data.description.c_str(),
                 output_dir.c_str());
     std::fflush(stdout);
   }
-  // The groups move tensors where the model lives: MPI on the CPU, NCCL on the GPU.
+  // The groups move tensors where the model lives: MPI on the CPU; on the GPU
+  // NCCL for device tensors and MPI for the host scalars (losses, norms).
   const std::unique_ptr<dist::Communicator> placement_world =
       train::communicator_for_placement(world.communicator(), placement_of_run.device);
   const dist::ParallelState parallel_state(*placement_world,

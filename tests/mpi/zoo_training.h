@@ -47,15 +47,17 @@ struct ZooRun {
   int iterations = kZooIterations;   // --train-iters
   std::filesystem::path save{};      // --save: a checkpoint at the end of the run (empty: none)
   std::filesystem::path load{};      // --load: resume from this checkpoint (empty: initialised weights)
+  Device device = Device::cpu();     // where the model trains: a GPU (this rank's) trains in bf16
 
-  // The same model and training on one rank: TP, EP, PP and VPP 1, no checkpoint.
+  // The same model and training on one rank (of the same device): TP, EP, PP and VPP 1, no checkpoint.
   ZooRun one_rank() const;
 };
 
 struct ZooOutcome {
   std::vector<IterationRecord> records;
   // This rank's parameters: names, one-rank shapes and final values, copied
-  // (tensor-parallel slices gathered over tp).
+  // to the host (tensor-parallel slices gathered over tp; a GPU model's fp32
+  // main weights).
   std::vector<model::Parameter> weights;
 };
 
@@ -64,7 +66,8 @@ struct ZooOutcome {
 void validate_zoo_run(const ZooRun& run, int world_size);
 
 // Trains `run` on every rank of `world` (collective), each rank building its
-// pipeline stage, its tp slices and its ep rank's experts.
+// pipeline stage, its tp slices and its ep rank's experts. A GPU run needs
+// `world` to move that GPU's tensors (train::communicator_for_placement).
 ZooOutcome train_zoo_model(dist::Communicator& world, const ZooRun& run);
 
 // Largest |value - reference| over the tensor, relative to its largest
@@ -82,7 +85,8 @@ struct ZooDifferences {
 // Expects (gtest) that `parallel` logged each iteration that `reference`
 // logged (at least one) with its losses and gradient norm, none skipped, and
 // that each of its weights equals the reference weight of that name, within
-// kZooTolerance. Weights must come in the reference's order.
-ZooDifferences expect_matches_one_rank(const ZooOutcome& parallel, const ZooOutcome& reference);
+// `tolerance` (relative). Weights must come in the reference's order.
+ZooDifferences expect_matches_one_rank(const ZooOutcome& parallel, const ZooOutcome& reference,
+                                       double tolerance = kZooTolerance);
 
 }  // namespace moebench::train

@@ -4,6 +4,8 @@
 #include <string>
 
 #include "moebench/core/error.h"
+#include "moebench/ops/elementwise.h"
+#include "moebench/train/device_gradient_buckets.h"
 
 namespace moebench::train {
 namespace {
@@ -15,25 +17,30 @@ std::vector<model::Parameter*> select(const std::vector<model::Parameter*>& para
   return selected;
 }
 
-ParamAndGradBuffer make_buffer(const std::vector<model::Parameter*>& parameters, bool expert,
-                               const dist::Communicator& group, int64_t bucket_elements) {
-  std::vector<model::Parameter*> selected = select(parameters, expert);
-  const bool on_gpu = !selected.empty() && selected.front()->grad.defined() &&
-                      selected.front()->grad.device().is_cuda();
-  if (on_gpu) {
-    // A GPU model keeps its own device layout; with one replica nothing is reduced.
-    if (group.size() > 1)
-      throw Error("data parallelism (a " + std::string(expert ? "expert-" : "") + "data-parallel group of " +
-                  std::to_string(group.size()) +
-                  " ranks) is not supported on the GPU yet; run one rank per model or use --device cpu");
-    selected.clear();
-  }
-  return ParamAndGradBuffer(selected, group.size(), group.rank(), bucket_elements);
+bool on_gpu(const std::vector<model::Parameter*>& parameters) {
+  return !parameters.empty() && parameters.front()->grad.defined() && parameters.front()->grad.device().is_cuda();
 }
 
-void scale(const Tensor& values, double factor) {
-  float* data = values.data<float>();
-  for (int64_t i = 0, n = values.numel(); i < n; ++i) data[i] = float(data[i] * factor);
+// A GPU model keeps its own device layout (see device_gradient_buckets.h):
+// its buffer is empty and its gradients are reduced where they lie.
+ParamAndGradBuffer make_buffer(const std::vector<model::Parameter*>& parameters, bool expert,
+                               const dist::Communicator& group, int64_t bucket_elements) {
+  const std::vector<model::Parameter*> selected = select(parameters, expert);
+  return ParamAndGradBuffer(on_gpu(selected) ? std::vector<model::Parameter*>{} : selected, group.size(),
+                            group.rank(), bucket_elements);
+}
+
+std::vector<Tensor> make_device_buckets(const std::vector<model::Parameter*>& parameters, bool expert,
+                                        const dist::Communicator& group, GradientSync sync,
+                                        int64_t bucket_elements) {
+  const std::vector<model::Parameter*> selected = select(parameters, expert);
+  if (!on_gpu(selected)) return {};
+  if (sync == GradientSync::kReduceScatter && group.size() > 1)
+    throw Error("the distributed optimizer (--use-distributed-optimizer) over a " +
+                std::string(expert ? "expert-" : "") + "data-parallel group of " + std::to_string(group.size()) +
+                " GPU ranks is not supported yet: the GPU engine trains data-parallel with plain Adam over "
+                "all-reduced gradients; drop --use-distributed-optimizer or use --device cpu");
+  return device_gradient_buckets(selected, bucket_elements);
 }
 
 }  // namespace
@@ -47,7 +54,11 @@ GradientReduction::GradientReduction(const std::vector<model::Parameter*>& param
     : state_(state),
       sync_(sync),
       dense_(make_buffer(parameters, false, state.group(GroupKind::kDataWithContext), bucket_elements)),
-      expert_(make_buffer(parameters, true, state.group(GroupKind::kExpertData), bucket_elements)) {
+      expert_(make_buffer(parameters, true, state.group(GroupKind::kExpertData), bucket_elements)),
+      dense_device_(make_device_buckets(parameters, false, state.group(GroupKind::kDataWithContext), sync,
+                                        bucket_elements)),
+      expert_device_(make_device_buckets(parameters, true, state.group(GroupKind::kExpertData), sync,
+                                         bucket_elements)) {
   for (model::Parameter* p : parameters)
     if (p->grad_partial_over_tp) partial_over_tensor_parallel_.push_back(p);
 }
@@ -63,8 +74,8 @@ void GradientReduction::reduce() {
   // the sum over all DP ranks.
   complete_partial_over_tensor_parallel();
   const double average = 1.0 / dense_group().size();
-  reduce(dense_, dense_group(), average);
-  reduce(expert_, expert_group(), average);
+  reduce(dense_, dense_device_, dense_group(), average);
+  reduce(expert_, expert_device_, expert_group(), average);
 }
 
 void GradientReduction::complete_partial_over_tensor_parallel() const {
@@ -86,12 +97,17 @@ void GradientReduction::complete_partial_over_tensor_parallel() const {
   }
 }
 
-void GradientReduction::reduce(const ParamAndGradBuffer& buffer, dist::Communicator& group, double factor) const {
+void GradientReduction::reduce(const ParamAndGradBuffer& buffer, const std::vector<Tensor>& device_buckets,
+                               dist::Communicator& group, double factor) const {
   if (factor == 1.0 && group.size() == 1) return;  // one replica: its gradients are the average
+  // Scaling before the sum, as Megatron does, keeps low-precision sums in range.
+  for (Tensor grads : device_buckets) {
+    ops::scale_(grads, factor);
+    if (group.size() > 1) group.all_reduce(grads, dist::ReduceOp::kSum);
+  }
   for (const BufferBucket& bucket : buffer.buckets()) {
-    const Tensor grads = buffer.bucket_grads(bucket);
-    // Scaling before the sum, as Megatron does, keeps low-precision sums in range.
-    scale(grads, factor);
+    Tensor grads = buffer.bucket_grads(bucket);
+    ops::scale_(grads, factor);
     if (group.size() == 1) continue;
     if (sync_ == GradientSync::kAllReduce) {
       group.all_reduce(grads, dist::ReduceOp::kSum);

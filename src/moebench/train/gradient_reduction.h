@@ -5,7 +5,10 @@
 // experts over expt_dp (with EP = 1 both are the data-parallel group). Each
 // kind lives in its own ParamAndGradBuffer and is reduced one bucket per
 // collective, so the reduction can later start bucket by bucket while the
-// backward still runs (--overlap-grad-reduce).
+// backward still runs (--overlap-grad-reduce). A model on a GPU keeps its
+// own layout instead: its fp32 gradients are all-reduced on the device where
+// they lie, bucket by bucket (device_gradient_buckets.h); the distributed
+// optimizer's reduce-scatter is not available there with DP > 1.
 //
 // First, the gradients of parameters replicated over tp whose ranks each saw
 // part of the tokens or heads (Parameter::grad_partial_over_tp) are summed
@@ -54,14 +57,20 @@ class GradientReduction {
  private:
   // Sums the partial gradients over tp, all in one collective.
   void complete_partial_over_tensor_parallel() const;
-  // Scales the buffer's gradients by `factor`, then sums them over `group`.
-  void reduce(const ParamAndGradBuffer& buffer, dist::Communicator& group, double factor) const;
+  // Scales the gradients of the buffer and of the device buckets by
+  // `factor`, then sums them over `group`.
+  void reduce(const ParamAndGradBuffer& buffer, const std::vector<Tensor>& device_buckets,
+              dist::Communicator& group, double factor) const;
 
   const dist::ParallelState& state_;
   GradientSync sync_;
   std::vector<model::Parameter*> partial_over_tensor_parallel_;
   ParamAndGradBuffer dense_;
   ParamAndGradBuffer expert_;
+  // A GPU model's gradients, reduced in place (all-reduce only): see
+  // device_gradient_buckets.h. Empty for a CPU model, whose buffers hold them.
+  std::vector<Tensor> dense_device_;
+  std::vector<Tensor> expert_device_;
 };
 
 }  // namespace moebench::train

@@ -1,9 +1,12 @@
 #include "moebench/train/placement_communicator.h"
 
+#include <utility>
+
 #include "moebench/core/error.h"
 #include "moebench/dist/single_rank_communicator.h"
 
 #ifdef MOEBENCH_WITH_CUDA
+#include "moebench/dist/host_and_device_communicator.h"
 #include "moebench/dist/nccl_communicator.h"
 #include "moebench/ops/cuda_stream.h"
 #endif
@@ -14,7 +17,10 @@ std::unique_ptr<dist::Communicator> communicator_for_placement(dist::Communicato
   if (world.size() == 1) return std::make_unique<dist::SingleRankCommunicator>();
   if (device.is_cpu()) return world.split(0, world.rank());
 #ifdef MOEBENCH_WITH_CUDA
-  return std::make_unique<dist::NcclCommunicator>(world, device, ops::current_stream);
+  // Both are collective over `world`: every rank builds them in this order.
+  auto device_transport = std::make_unique<dist::NcclCommunicator>(world, device, ops::current_stream);
+  std::unique_ptr<dist::Communicator> host_transport = world.split(0, world.rank());
+  return std::make_unique<dist::HostAndDeviceCommunicator>(std::move(device_transport), std::move(host_transport));
 #else
   throw Error("tensors on " + device.str() + " across " + std::to_string(world.size()) +
               " ranks need NCCL, and this moebench was built without CUDA; rebuild where nvcc is found or place "

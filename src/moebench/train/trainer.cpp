@@ -42,8 +42,9 @@ bool on_gpu(TrainableModel& model) {
 
 std::unique_ptr<Optimizer> make_optimizer(TrainableModel& model, const GradientReduction& gradients,
                                           const dist::ParallelState& state, const TrainConfig& t) {
-  // On a GPU (one data-parallel rank, see GradientReduction) the distributed
-  // optimizer's single shard is the whole model: plain Adam is the same update.
+  // On a GPU the distributed optimizer runs with one data-parallel rank only
+  // (GradientReduction rejects more): its single shard is the whole model,
+  // and plain Adam is the same update.
   if (gradients.sync() == GradientSync::kReduceScatter && !on_gpu(model))
     return std::make_unique<DistributedOptimizer>(gradients, state, adam_options(t));
   return std::make_unique<AdamOptimizer>(model.parameters(), adam_options(t), &state);

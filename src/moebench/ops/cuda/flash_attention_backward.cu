@@ -126,23 +126,21 @@ __global__ void __launch_bounds__(BackwardTiles<kQkDim, kVDim>::kThreads, 1)
   const int head = blockIdx.x;
   const int key_tile = blockIdx.y;
   const int batch = blockIdx.z;
-  const int kv_head = head / (q_heads / kv_heads);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int group = lane / 4, thread_in_group = lane % 4;
 
-  const int64_t q_row_stride = int64_t(q_heads) * kQkDim;
-  const int64_t k_row_stride = int64_t(kv_heads) * kQkDim;
-  const int64_t v_row_stride = int64_t(kv_heads) * kVDim;
-  const int64_t dout_row_stride = int64_t(q_heads) * kVDim;
-  const bf16* q_head = q + int64_t(batch) * seq * q_row_stride + int64_t(head) * kQkDim;
-  const bf16* dout_head = dout + int64_t(batch) * seq * dout_row_stride + int64_t(head) * kVDim;
-  const bf16* k_head = k + int64_t(batch) * seq * k_row_stride + int64_t(kv_head) * kQkDim;
-  const bf16* v_head = v + int64_t(batch) * seq * v_row_stride + int64_t(kv_head) * kVDim;
+  const HeadRows<kQkDim, kVDim> rows(batch, head, seq, q_heads, kv_heads);
+  const int64_t q_row_stride = rows.q_row_stride, k_row_stride = rows.k_row_stride;
+  const int64_t v_row_stride = rows.v_row_stride, dout_row_stride = rows.out_row_stride;
+  const bf16* q_head = q + rows.q_offset;
+  const bf16* dout_head = dout + rows.out_offset;
+  const bf16* k_head = k + rows.k_offset;
+  const bf16* v_head = v + rows.v_offset;
   const float* lse_head = lse + (int64_t(batch) * q_heads + head) * seq;
   const float* delta_head = delta + (int64_t(batch) * q_heads + head) * seq;
-  float* dq_head = dq_accum + int64_t(batch) * seq * q_row_stride + int64_t(head) * kQkDim;
-  float* dk_head = dk_accum + int64_t(batch) * seq * k_row_stride + int64_t(kv_head) * kQkDim;
-  float* dv_head = dv_accum + int64_t(batch) * seq * v_row_stride + int64_t(kv_head) * kVDim;
+  float* dq_head = dq_accum + rows.q_offset;
+  float* dk_head = dk_accum + rows.k_offset;
+  float* dv_head = dv_accum + rows.v_offset;
 
   const int key0 = key_tile * Tiles::kKeyRows;
   const int warp_key0 = key0 + 16 * warp;  // this thread's keys: warp_key0 + group (+ 8)

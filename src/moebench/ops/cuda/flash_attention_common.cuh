@@ -199,4 +199,26 @@ void dispatch_head_dims(const AttentionShape& shape, Launch&& launch) {
 
 __host__ __device__ constexpr int ceil_div(int64_t a, int b) { return static_cast<int>((a + b - 1) / b); }
 
+// Where one (batch, query head) block's rows lie in the [B, S, heads, dim]
+// tensors: the row strides, and the element offsets of the block's head,
+// q-side tensors (q, out, dout, dq) at the query head, k-side ones (k, v, dk,
+// dv) at its KV group's head.
+template <int kQkDim, int kVDim>
+struct HeadRows {
+  int64_t q_row_stride, k_row_stride, v_row_stride, out_row_stride;
+  int64_t q_offset, k_offset, v_offset, out_offset;
+
+  __device__ __forceinline__ HeadRows(int batch, int head, int seq, int q_heads, int kv_heads) {
+    const int kv_head = head / (q_heads / kv_heads);
+    q_row_stride = int64_t(q_heads) * kQkDim;
+    k_row_stride = int64_t(kv_heads) * kQkDim;
+    v_row_stride = int64_t(kv_heads) * kVDim;
+    out_row_stride = int64_t(q_heads) * kVDim;
+    q_offset = int64_t(batch) * seq * q_row_stride + int64_t(head) * kQkDim;
+    k_offset = int64_t(batch) * seq * k_row_stride + int64_t(kv_head) * kQkDim;
+    v_offset = int64_t(batch) * seq * v_row_stride + int64_t(kv_head) * kVDim;
+    out_offset = int64_t(batch) * seq * out_row_stride + int64_t(head) * kVDim;
+  }
+};
+
 }  // namespace moebench::ops::cuda::flash

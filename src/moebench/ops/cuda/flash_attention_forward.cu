@@ -67,17 +67,15 @@ __global__ void __launch_bounds__(ForwardTiles<kQkDim, kVDim>::kThreads, 1)
   const int head = blockIdx.x;
   const int query_tile = gridDim.y - 1 - blockIdx.y;  // longest rows first
   const int batch = blockIdx.z;
-  const int kv_head = head / (q_heads / kv_heads);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int group = lane / 4, thread_in_group = lane % 4;
 
-  const int64_t q_row_stride = int64_t(q_heads) * kQkDim;
-  const int64_t k_row_stride = int64_t(kv_heads) * kQkDim;
-  const int64_t v_row_stride = int64_t(kv_heads) * kVDim;
-  const int64_t out_row_stride = int64_t(q_heads) * kVDim;
-  const bf16* q_head = q + int64_t(batch) * seq * q_row_stride + int64_t(head) * kQkDim;
-  const bf16* k_head = k + int64_t(batch) * seq * k_row_stride + int64_t(kv_head) * kQkDim;
-  const bf16* v_head = v + int64_t(batch) * seq * v_row_stride + int64_t(kv_head) * kVDim;
+  const HeadRows<kQkDim, kVDim> rows(batch, head, seq, q_heads, kv_heads);
+  const int64_t q_row_stride = rows.q_row_stride, k_row_stride = rows.k_row_stride;
+  const int64_t v_row_stride = rows.v_row_stride, out_row_stride = rows.out_row_stride;
+  const bf16* q_head = q + rows.q_offset;
+  const bf16* k_head = k + rows.k_offset;
+  const bf16* v_head = v + rows.v_offset;
 
   const int query0 = query_tile * Tiles::kQueryRows;
   const int warp_query0 = query0 + 16 * warp;  // this thread's rows: warp_query0 + group (+ 8)
@@ -214,7 +212,7 @@ __global__ void __launch_bounds__(ForwardTiles<kQkDim, kVDim>::kThreads, 1)
         __floats2bfloat162_rn(acc[n][2] * inverse_sum[1], acc[n][3] * inverse_sum[1]);
   }
   __syncwarp();
-  bf16* out_head = out + int64_t(batch) * seq * out_row_stride + int64_t(head) * kVDim;
+  bf16* out_head = out + rows.out_offset;
   constexpr int kChunksPerRow = kVDim / 8;
   for (int chunk = lane; chunk < 16 * kChunksPerRow; chunk += 32) {
     const int row = chunk / kChunksPerRow;

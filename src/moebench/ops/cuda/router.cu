@@ -70,6 +70,36 @@ RoutingParams routing_params(std::int64_t tokens, std::int64_t tokens_per_sequen
   return p;
 }
 
+// The scores of one row of logits, V per lane (bit i of `valid`: slot i
+// holds an expert): the softmax over all experts when the router, the aux
+// loss or the z-loss needs it (with its max and sum for the log-sum-exp),
+// else zeros; the sigmoid of each logit for a sigmoid router, else zeros.
+template <int V>
+__device__ __forceinline__ void row_scores(const float (&l)[V], unsigned valid, const RoutingParams& p,
+                                           float& row_max, float& exp_sum, float (&soft)[V], float (&sig)[V]) {
+  row_max = -INFINITY;
+  exp_sum = 0.0f;
+#pragma unroll
+  for (int i = 0; i < V; ++i) soft[i] = sig[i] = 0.0f;
+  if (p.softmax || p.z_loss) {
+#pragma unroll
+    for (int i = 0; i < V; ++i) row_max = fmaxf(row_max, l[i]);
+    row_max = warp_max(row_max);
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      soft[i] = (valid >> i) & 1u ? expf(l[i] - row_max) : 0.0f;
+      exp_sum += soft[i];
+    }
+    exp_sum = warp_sum(exp_sum);
+#pragma unroll
+    for (int i = 0; i < V; ++i) soft[i] /= exp_sum;
+  }
+  if (!p.softmax) {
+#pragma unroll
+    for (int i = 0; i < V; ++i) sig[i] = 1.0f / (1.0f + expf(-l[i]));
+  }
+}
+
 template <int V>
 __global__ void __launch_bounds__(kThreads)
     router_forward_kernel(std::int64_t* __restrict__ indices, float* __restrict__ probs,
@@ -114,25 +144,8 @@ __global__ void __launch_bounds__(kThreads)
       l[i] = (valid >> i) & 1u ? logits[row * p.experts + i * kWarpSize + lane] : -INFINITY;
 
     // Softmax over all experts (for the scores, the aux loss or the z-loss).
-    float row_max = -INFINITY, exp_sum = 0.0f, soft[V] = {};
-    if (p.softmax || p.z_loss) {
-#pragma unroll
-      for (int i = 0; i < V; ++i) row_max = fmaxf(row_max, l[i]);
-      row_max = warp_max(row_max);
-#pragma unroll
-      for (int i = 0; i < V; ++i) {
-        soft[i] = (valid >> i) & 1u ? expf(l[i] - row_max) : 0.0f;
-        exp_sum += soft[i];
-      }
-      exp_sum = warp_sum(exp_sum);
-#pragma unroll
-      for (int i = 0; i < V; ++i) soft[i] /= exp_sum;
-    }
-    float sig[V] = {};
-    if (!p.softmax) {
-#pragma unroll
-      for (int i = 0; i < V; ++i) sig[i] = 1.0f / (1.0f + expf(-l[i]));
-    }
+    float row_max, exp_sum, soft[V], sig[V];
+    row_scores<V>(l, valid, p, row_max, exp_sum, soft, sig);
 
     // Selection scores: logits, softmax scores, or sigmoid scores + bias.
     float selection[V];
@@ -272,25 +285,8 @@ __global__ void __launch_bounds__(kThreads)
     dvalue[j] = __shfl_sync(kFullMask, my_dprob, j);
   }
 
-  float row_max = -INFINITY, exp_sum = 0.0f, soft[V] = {};
-  if (p.softmax || p.z_loss) {
-#pragma unroll
-    for (int i = 0; i < V; ++i) row_max = fmaxf(row_max, l[i]);
-    row_max = warp_max(row_max);
-#pragma unroll
-    for (int i = 0; i < V; ++i) {
-      soft[i] = (valid >> i) & 1u ? expf(l[i] - row_max) : 0.0f;
-      exp_sum += soft[i];
-    }
-    exp_sum = warp_sum(exp_sum);
-#pragma unroll
-    for (int i = 0; i < V; ++i) soft[i] /= exp_sum;
-  }
-  float sig[V] = {};
-  if (!p.softmax) {
-#pragma unroll
-    for (int i = 0; i < V; ++i) sig[i] = 1.0f / (1.0f + expf(-l[i]));
-  }
+  float row_max, exp_sum, soft[V], sig[V];
+  row_scores<V>(l, valid, p, row_max, exp_sum, soft, sig);
 
   // d probs through the weight function, onto the chosen experts.
   if (p.softmax && !p.pre_softmax) {

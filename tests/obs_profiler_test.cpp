@@ -88,7 +88,14 @@ TEST_F(ProfilerTest, WritesAChromeTraceAtTheWindowsEnd) {
   ASSERT_TRUE(fs::exists(dir_ / "trace.json"));
 
   const json trace = read_trace(dir_ / "trace.json");
-  const json& events = trace.at("traceEvents");
+  json events = json::array();
+  for (const json& event : trace.at("traceEvents")) {
+    if (event.at("ph") == "M") {
+      EXPECT_EQ(event.at("args").at("name"), "host");  // a CPU model: one timeline
+      continue;
+    }
+    events.push_back(event);
+  }
   ASSERT_EQ(events.size(), 8u);
   for (const json& event : events) {
     EXPECT_EQ(event.at("ph"), "X");
@@ -107,8 +114,23 @@ TEST_F(ProfilerTest, FinishWritesAWindowCutShort) {
   run_iteration(profiler, 2);
   profiler.finish();
   ASSERT_TRUE(fs::exists(dir_ / "trace.json"));
-  EXPECT_EQ(read_trace(dir_ / "trace.json").at("traceEvents").size(), 4u);
+  EXPECT_EQ(read_trace(dir_ / "trace.json").at("traceEvents").size(), 5u);  // 4 ranges, 1 thread name
   EXPECT_EQ(Profiler::active(), nullptr);
+}
+
+TEST(ChromeTrace, AGpuTraceHasTheHostsIssueTimesOnASecondThread) {
+  ProfiledRange range{"moe forward", 4, 0, 120.0, 30.0, 20.0, 5.0};
+  const json trace = json::parse(chrome_trace_json({range}, 1, /*gpu=*/true));
+  const json& events = trace.at("traceEvents");
+  ASSERT_EQ(events.size(), 4u);
+  EXPECT_EQ(events[0].at("tid"), 0);
+  EXPECT_EQ(events[0].at("ts"), 120.0);
+  EXPECT_EQ(events[0].at("dur"), 30.0);
+  EXPECT_EQ(events[1].at("tid"), 1);
+  EXPECT_EQ(events[1].at("ts"), 20.0);
+  EXPECT_EQ(events[1].at("dur"), 5.0);
+  EXPECT_EQ(events[2].at("args").at("name"), "gpu");
+  EXPECT_EQ(events[3].at("args").at("name"), "host (issue)");
 }
 
 TEST_F(ProfilerTest, RecordsNothingWhenDisabled) {

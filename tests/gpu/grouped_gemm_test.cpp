@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <deque>
 #include <functional>
 #include <iterator>
 #include <numeric>
@@ -220,6 +221,65 @@ TEST(GroupedGemmArguments, Sm90KernelRejectsWhatItCannotRun) {
   EXPECT_THROW(run(a.get() + 1, 2, 16, 16), Error);  // 2-byte aligned operand
   EXPECT_NO_THROW(run(a.get(), 2, 16, 16));
   MOEBENCH_CUDA_CHECK(cudaDeviceSynchronize());
+}
+
+// The weight gradient over several micro-batches' segments in one pass: the
+// same sums as the CPU twin run once per segment. Segments differ in counts
+// and capacity (rows past the counts are NaN), include one with no rows at
+// all and one of capacity zero, and ten of them take two launches (at most
+// kMaxKGroupedSegments per launch).
+TEST(GroupedGemmSegments, Sm90WeightGradientMatchesTheTwinPerSegment) {
+  struct SegmentCase {
+    std::vector<std::int32_t> counts;
+    std::int64_t m_capacity;
+  };
+  const std::int64_t groups = 5, n = 200, k = 136;
+  const std::vector<std::vector<SegmentCase>> cases = {
+      {{{37, 0, 64, 5, 100}, 220}, {{1, 33, 0, 0, 31}, 80}, {{64, 64, 64, 64, 64}, 320}},
+      {{{0, 0, 0, 0, 0}, 16}, {{10, 20, 0, 7, 3}, 40}, {{}, 0}, {{96, 1, 1, 1, 1}, 100}},
+      [] {
+        std::vector<SegmentCase> ten;
+        std::mt19937 rng(7);
+        for (int s = 0; s < 10; ++s) {
+          SegmentCase c{std::vector<std::int32_t>(groups), 0};
+          for (auto& count : c.counts) count = static_cast<std::int32_t>(rng() % 70);
+          c.m_capacity = std::accumulate(c.counts.begin(), c.counts.end(), 0LL) + s;
+          ten.push_back(c);
+        }
+        return ten;
+      }(),
+  };
+  for (std::size_t index = 0; index < cases.size(); ++index) {
+    SCOPED_TRACE("case " + std::to_string(index) + " with " + std::to_string(cases[index].size()) + " segments");
+    std::vector<float> dw_expected = random_floats(groups * n * k, 50 + index);
+    DeviceBuffer<float> dw_device(dw_expected);
+    std::deque<DeviceBuffer<__nv_bfloat16>> douts, as;  // deque: buffers never move
+    std::deque<DeviceBuffer<std::int32_t>> counts;
+    std::vector<ops::cuda::KGroupedSegment> segments;
+    std::int64_t rows = 0;
+    for (std::size_t s = 0; s < cases[index].size(); ++s) {
+      SegmentCase c = cases[index][s];
+      if (c.counts.empty()) c.counts.assign(groups, 0);
+      const std::int64_t m = c.m_capacity;
+      const std::int64_t used = std::accumulate(c.counts.begin(), c.counts.end(), 0LL);
+      std::vector<float> a = round_to_bf16(random_floats(std::max<std::int64_t>(m, 1) * k, 100 * index + 2 * s));
+      std::vector<float> dout = round_to_bf16(random_floats(std::max<std::int64_t>(m, 1) * n, 100 * index + 2 * s + 1));
+      std::fill(a.begin() + used * k, a.end(), std::nanf(""));
+      std::fill(dout.begin() + used * n, dout.end(), std::nanf(""));
+      ops::cpu::k_grouped_gemm_tn_contiguous(dw_expected.data(), dout.data(), a.data(), c.counts.data(), groups, n, k);
+      as.emplace_back(to_bf16(a));
+      douts.emplace_back(to_bf16(dout));
+      counts.emplace_back(c.counts);
+      segments.push_back({douts.back().get(), as.back().get(), counts.back().get(), m});
+      rows += used;
+    }
+    ops::cuda::k_grouped_bf16_gemm_tn_contiguous_sm90(dw_device.get(), segments.data(),
+                                                      static_cast<int>(segments.size()), groups, n, k, nullptr);
+    MOEBENCH_CUDA_CHECK(cudaDeviceSynchronize());
+    const std::vector<float> dw = dw_device.download();
+    EXPECT_TRUE(all_close(dw, dw_expected, 1e-3, 1e-4 * std::sqrt(double(std::max<std::int64_t>(rows, 1))), "dw"));
+    EXPECT_LT(relative_l2_error(dw, dw_expected), kF32OutputTolerance);
+  }
 }
 
 // ---- timing at the proxy shapes ----
@@ -428,6 +488,64 @@ void time_expert_matrix(const ExpertProxy& proxy, const char* matrix, std::int64
     EXPECT_LT(out_difference.relative_l2, kBf16OutputTolerance) << proxy.name << " " << matrix << " " << name;
     EXPECT_LT(da_difference.relative_l2, kBf16OutputTolerance) << proxy.name << " " << matrix << " " << name;
     EXPECT_LT(dw_difference.relative_l2, kF32OutputTolerance) << proxy.name << " " << matrix << " " << name;
+  }
+}
+
+// The weight gradient of S micro-batches (the proxies' rows per expert each)
+// as S launches of one segment (Megatron: accumulate every micro-batch) and
+// as one launch over S segments (--moe-wgrad-microbatches S), which reads and
+// writes the fp32 dw once instead of S times. The results agree to fp32
+// rounding: one launch sums the segments in its registers, S launches round
+// into dw after each (measured 1e-6 to 9e-6 relative L2).
+void time_weight_gradient_over_microbatches(const ExpertProxy& proxy, const char* matrix, std::int64_t n,
+                                            std::int64_t k) {
+  constexpr int kWarmup = 2, kRepetitions = 5;
+  constexpr int kMaxMicrobatches = 8;
+  const std::int64_t groups = proxy.experts, m = proxy.experts * proxy.tokens_per_expert;
+  std::deque<DeviceBuffer<__nv_bfloat16>> douts, as;  // deque: buffers never move
+  for (int s = 0; s < kMaxMicrobatches; ++s) {
+    douts.emplace_back(TiledRandomBf16(20 + s).values(m * n));
+    as.emplace_back(TiledRandomBf16(40 + s).values(m * k));
+  }
+  DeviceBuffer<std::int32_t> counts(std::vector<std::int32_t>(groups, static_cast<std::int32_t>(proxy.tokens_per_expert)));
+  DeviceBuffer<float> dw_each(groups * n * k), dw_once(groups * n * k);
+  std::vector<ops::cuda::KGroupedSegment> segments;
+  for (int s = 0; s < kMaxMicrobatches; ++s) segments.push_back({douts[s].get(), as[s].get(), counts.get(), m});
+  for (int microbatches : {1, 2, 4, 8}) {
+    const auto each = [&] {
+      for (int s = 0; s < microbatches; ++s)
+        ops::cuda::k_grouped_bf16_gemm_tn_contiguous_sm90(dw_each.get(), douts[s].get(), as[s].get(), counts.get(),
+                                                          groups, m, n, k, nullptr);
+    };
+    const auto once = [&] {
+      ops::cuda::k_grouped_bf16_gemm_tn_contiguous_sm90(dw_once.get(), segments.data(), microbatches, groups, n, k,
+                                                        nullptr);
+    };
+    const double flops = 2.0 * m * n * k * microbatches;
+    const double each_ms = time_ms(kWarmup, kRepetitions, each), once_ms = time_ms(kWarmup, kRepetitions, once);
+    std::printf("  %-18s %s wgrad of %d micro-batches: one launch each %7.3f ms %6.1f TFLOP/s | one launch over all "
+                "%7.3f ms %6.1f TFLOP/s\n",
+                proxy.name, matrix, microbatches, each_ms, flops / each_ms / 1e9, once_ms, flops / once_ms / 1e9);
+    MOEBENCH_CUDA_CHECK(cudaMemset(dw_each.get(), 0, groups * n * k * sizeof(float)));
+    MOEBENCH_CUDA_CHECK(cudaMemset(dw_once.get(), 0, groups * n * k * sizeof(float)));
+    each();
+    once();
+    const std::int64_t every = std::max<std::int64_t>(1, groups * n / 512) | 1;
+    const Difference d = difference(sampled_rows(dw_once.get(), groups * n, k, every),
+                                    sampled_rows(dw_each.get(), groups * n, k, every));
+    EXPECT_LT(d.relative_l2, 1e-5) << proxy.name << " " << matrix << " " << microbatches << " micro-batches";
+  }
+}
+
+TEST(GroupedGemmTiming, WeightGradientOverMicrobatches) {
+  const ExpertProxy proxies[] = {
+      {"Mixtral-8x7B", 8, 1024, 4096, 14336},
+      {"DeepSeek-V2-Lite", 64, 384, 2048, 1408},
+      {"Qwen2-57B-A14B", 64, 512, 3584, 2560},
+  };
+  for (const ExpertProxy& proxy : proxies) {
+    time_weight_gradient_over_microbatches(proxy, "fc1", 2 * proxy.ffn, proxy.hidden);
+    time_weight_gradient_over_microbatches(proxy, "fc2", proxy.hidden, proxy.ffn);
   }
 }
 

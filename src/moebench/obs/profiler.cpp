@@ -95,8 +95,8 @@ void Profiler::resolve_iteration() {
     range.name = std::move(open.name);
     range.iteration = iteration_;
     range.depth = open.depth;
-    range.start_us = microseconds(open.start - window_start_);
-    range.duration_us = microseconds(open.stop - open.start);
+    range.host_start_us = range.start_us = microseconds(open.start - window_start_);
+    range.host_duration_us = range.duration_us = microseconds(open.stop - open.start);
 #ifdef MOEBENCH_WITH_CUDA
     if (options_.gpu) {
       range.start_us = 1e3 * device_profiling::elapsed_ms(window_start_event_, open.start_event);
@@ -118,7 +118,7 @@ void Profiler::close_window() {
     window_start_event_ = nullptr;
   }
 #endif
-  if (!options_.trace.empty()) write_file_atomically(options_.trace, chrome_trace_json(ranges_, options_.rank));
+  if (!options_.trace.empty()) write_file_atomically(options_.trace, chrome_trace_json(ranges_, options_.rank, options_.gpu));
 }
 
 ProfileRange::ProfileRange(std::string_view name) : profiler_(Profiler::active()) {
@@ -129,16 +129,25 @@ ProfileRange::~ProfileRange() {
   if (profiler_) profiler_->close();
 }
 
-std::string chrome_trace_json(const std::vector<ProfiledRange>& ranges, int rank) {
+std::string chrome_trace_json(const std::vector<ProfiledRange>& ranges, int rank, bool gpu) {
   nlohmann::json events = nlohmann::json::array();
-  for (const ProfiledRange& range : ranges)
+  const auto add = [&](const ProfiledRange& range, int tid, double start_us, double duration_us) {
     events.push_back({{"name", range.name},
                       {"ph", "X"},
-                      {"ts", range.start_us},
-                      {"dur", range.duration_us},
+                      {"ts", start_us},
+                      {"dur", duration_us},
                       {"pid", rank},
-                      {"tid", 0},
+                      {"tid", tid},
                       {"args", {{"iteration", range.iteration}}}});
+  };
+  for (const ProfiledRange& range : ranges) add(range, 0, range.start_us, range.duration_us);
+  if (gpu)
+    for (const ProfiledRange& range : ranges) add(range, 1, range.host_start_us, range.host_duration_us);
+  const auto name_thread = [&](int tid, const char* name) {
+    events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", rank}, {"tid", tid}, {"args", {{"name", name}}}});
+  };
+  name_thread(0, gpu ? "gpu" : "host");
+  if (gpu) name_thread(1, "host (issue)");
   return nlohmann::json{{"traceEvents", events}, {"displayTimeUnit", "ms"}}.dump() + "\n";
 }
 

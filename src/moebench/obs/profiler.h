@@ -28,12 +28,18 @@ struct ProfilerOptions {
 };
 
 // One closed range of the trace, in microseconds since the window opened.
+// start/duration are when the work ran: on the GPU (CUDA events) for a GPU
+// model, else on the host. host_start/host_duration are when the host issued
+// it; on a GPU, a range whose GPU start is not later than its host start shows
+// the GPU waiting for the host.
 struct ProfiledRange {
   std::string name;
   int64_t iteration = 0;
   int depth = 0;  // 0: outermost
   double start_us = 0;
   double duration_us = 0;
+  double host_start_us = 0;
+  double host_duration_us = 0;
 };
 
 class Profiler {
@@ -103,7 +109,8 @@ auto profiled(std::string_view name, Body&& body) {
 }
 
 // The trace of `ranges` as Chrome trace-event JSON: one complete ("X") event
-// per range, with the iteration in its args.
-std::string chrome_trace_json(const std::vector<ProfiledRange>& ranges, int rank);
+// per range, with the iteration in its args, on thread 0 (where the work ran);
+// for a GPU model also on thread 1 (when the host issued it).
+std::string chrome_trace_json(const std::vector<ProfiledRange>& ranges, int rank, bool gpu);
 
 }  // namespace moebench::obs

@@ -133,13 +133,24 @@ struct SharedLayout {
 // An MN-major box: `block_k` rows of the reduction x 64 columns of M or N.
 __host__ __device__ constexpr int mn_major_box_bytes(int block_k) { return block_k * 64 * 2; }
 
+// M-grouped kinds have one segment; the weight gradient sums num_segments
+// micro-batches' rows into dw, each segment with its own counts, capacity
+// and operand tensor maps (OperandMaps).
 struct Sm90Params {
   void* out;  // bf16 [M, cols] (M-grouped); K-grouped: fp32 [G, N, K], reached through the dw tensor map
-  const std::int32_t* group_counts;
   int num_groups;
-  int m_capacity;
   int n;
   int k;
+  int num_segments;
+  const std::int32_t* group_counts[kMaxKGroupedSegments];  // on the device
+  int m_capacity[kMaxKGroupedSegments];
+};
+
+// The token-side operands' tensor maps, one pair per segment (kernel
+// parameters, as TMA needs: __grid_constant__).
+struct OperandMaps {
+  CUtensorMap a[kMaxKGroupedSegments];
+  CUtensorMap b[kMaxKGroupedSegments];
 };
 
 __host__ __device__ constexpr int ceil_div(long long a, int b) { return static_cast<int>((a + b - 1) / b); }
@@ -158,8 +169,9 @@ __host__ __device__ constexpr long long k_grouped_tiles_per_group(int n, int k) 
 }
 
 // One output tile. m0/n0 are tile offsets in the output (for K-grouped: rows
-// of dw[g] along N, columns along K). group_rows == 0: nothing to do (an
-// empty group's K-grouped tile).
+// of dw[g] along N, columns along K). K-grouped: group_rows and k_blocks are
+// summed over the segments (segment_rows gives each one's rows) and
+// group_begin is unused; group_rows == 0: nothing to do (an empty group's tile).
 struct Tile {
   int group, group_begin, group_rows, m0, n0, k_blocks;
 };
@@ -168,8 +180,23 @@ struct Tile {
 // group and (K-grouped) the rows of the groups before it carry over.
 struct TileCursor {
   int group = 0;
-  long long rows_before = 0;  // K-grouped: sum of the counts of groups < group
+  // K-grouped, per segment: the rows of the groups < group, clamped to the
+  // segment's capacity (as the M-grouped schedule clamps them).
+  int rows_before[kMaxKGroupedSegments] = {};
 };
+
+// K-grouped: the rows [begin, begin + rows) of segment s that belong to
+// `group`, the cursor standing at it.
+struct RowSpan {
+  int begin, rows;
+};
+__device__ __forceinline__ int clamped_end(int begin, int count, int capacity) {
+  return static_cast<int>(min(static_cast<long long>(begin) + max(count, 0), static_cast<long long>(capacity)));
+}
+__device__ __forceinline__ RowSpan segment_rows(const TileCursor& cursor, int s, int group, const Sm90Params& p) {
+  const int begin = cursor.rows_before[s];
+  return {begin, clamped_end(begin, p.group_counts[s][group], p.m_capacity[s]) - begin};
+}
 
 // M-grouped tiles come from the schedule in shared memory (m-tiles fastest:
 // concurrent CTAs share a slice of the weights). K-grouped tiles are walked
@@ -186,14 +213,20 @@ __device__ __forceinline__ Tile locate_tile(long long tile, TileCursor& cursor, 
   if constexpr (kKind == Sm90Kind::kKGroupedTN) {
     const long long per_group = k_grouped_tiles_per_group(p.n, p.k);
     const int group = static_cast<int>(tile / per_group);
-    while (cursor.group < group) cursor.rows_before += max(p.group_counts[cursor.group++], 0);
-    const long long begin = min(cursor.rows_before, static_cast<long long>(p.m_capacity));
-    const long long end = min(cursor.rows_before + max(p.group_counts[group], 0), static_cast<long long>(p.m_capacity));
+    for (; cursor.group < group; ++cursor.group)
+      for (int s = 0; s < p.num_segments; ++s)
+        cursor.rows_before[s] = clamped_end(cursor.rows_before[s], p.group_counts[s][cursor.group], p.m_capacity[s]);
     const int tiles_m = ceil_div(p.n, kBlockM), tiles_n = ceil_div(p.k, kBlockN);
     const int local = static_cast<int>(tile - group * per_group);
     t.group = group;
-    t.group_begin = static_cast<int>(begin);
-    t.group_rows = static_cast<int>(end - begin);
+    t.group_begin = 0;
+    t.group_rows = 0;
+    t.k_blocks = 0;
+    for (int s = 0; s < p.num_segments; ++s) {
+      const int rows = segment_rows(cursor, s, group, p).rows;
+      t.group_rows += rows;
+      t.k_blocks += ceil_div(rows, kBlockK);
+    }
     if (tiles_n <= tiles_m) {
       t.n0 = (local % tiles_n) * kBlockN;
       t.m0 = (local / tiles_n) * kBlockM;
@@ -201,7 +234,6 @@ __device__ __forceinline__ Tile locate_tile(long long tile, TileCursor& cursor, 
       t.m0 = (local % tiles_m) * kBlockM;
       t.n0 = (local / tiles_m) * kBlockN;
     }
-    t.k_blocks = ceil_div(t.group_rows, kBlockK);
   } else {
     int& group = cursor.group;
     while (tile >= tile_start[group + 1]) ++group;
@@ -217,6 +249,26 @@ __device__ __forceinline__ Tile locate_tile(long long tile, TileCursor& cursor, 
   return t;
 }
 
+// Calls block(segment, first, valid_rows) for each k-block of a non-empty
+// tile, in the one order the producer fills the ring and the math drains it.
+// M-grouped: first = the block's offset along the reduction, all rows valid.
+// K-grouped: first = the block's first row of its segment, each segment's
+// rows of the group in steps of kBlockK; valid_rows < kBlockK on a
+// segment's last, partial block (its other rows are the next group's).
+template <Sm90Kind kKind, typename Block>
+__device__ __forceinline__ void for_each_k_block(const Tile& t, const TileCursor& cursor, const Sm90Params& p,
+                                                 Block&& block) {
+  constexpr int kBlockK = SharedLayout<kKind>::kBlockK;
+  if constexpr (kKind == Sm90Kind::kKGroupedTN) {
+    for (int s = 0; s < p.num_segments; ++s) {
+      const RowSpan span = segment_rows(cursor, s, t.group, p);
+      for (int row = 0; row < span.rows; row += kBlockK) block(s, span.begin + row, span.rows - row);
+    }
+  } else {
+    for (int kb = 0; kb < t.k_blocks; ++kb) block(0, kb * kBlockK, kBlockK);
+  }
+}
+
 // All tiles of the kernel: from the schedule (M-grouped), or every group's
 // tiles (K-grouped).
 template <Sm90Kind kKind>
@@ -228,19 +280,21 @@ __device__ __forceinline__ long long total_tiles(const long long* tile_start, co
 // The producer: one thread walks the same tiles as the math warpgroups and
 // fills stage (iteration % stages) of the ring for every k-block.
 template <Sm90Kind kKind>
-__device__ void produce(const CUtensorMap* map_a, const CUtensorMap* map_b, const Sm90Params& p,
-                        const long long* tile_start, const int* row_start, std::uint32_t a_tiles,
-                        std::uint32_t b_tiles, std::uint32_t full, std::uint32_t empty) {
+__device__ void produce(const OperandMaps& maps, const Sm90Params& p, const long long* tile_start,
+                        const int* row_start, std::uint32_t a_tiles, std::uint32_t b_tiles, std::uint32_t full,
+                        std::uint32_t empty) {
   using Layout = SharedLayout<kKind>;
-  sm90::prefetch_tensor_map(map_a);
-  sm90::prefetch_tensor_map(map_b);
+  for (int s = 0; s < p.num_segments; ++s) {
+    sm90::prefetch_tensor_map(&maps.a[s]);
+    sm90::prefetch_tensor_map(&maps.b[s]);
+  }
   const long long tiles = total_tiles<kKind>(tile_start, p);
   TileCursor cursor;
   std::uint32_t iteration = 0;  // k-blocks issued so far, over all tiles of this CTA
   for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     const Tile t = locate_tile<kKind>(tile, cursor, tile_start, row_start, p);
     if (t.group_rows == 0) continue;
-    for (int kb = 0; kb < t.k_blocks; ++kb, ++iteration) {
+    for_each_k_block<kKind>(t, cursor, p, [&](int segment, int first, int) {
       const std::uint32_t stage = iteration % Layout::kStages;
       const std::uint32_t lap = (iteration / Layout::kStages) & 1;
       // Slot free? The consumers complete phase `lap` of empty[stage] when
@@ -250,30 +304,33 @@ __device__ void produce(const CUtensorMap* map_a, const CUtensorMap* map_b, cons
       const std::uint32_t full_barrier = full + stage * 8;
       sm90::mbarrier_arrive_expect_tx(full_barrier, Layout::kStageBytes);  // every box counts whole, zeros included
       const std::uint32_t a = a_tiles + stage * Layout::kATileBytes, b = b_tiles + stage * Layout::kBTileBytes;
-      const int k0 = kb * Layout::kBlockK;
+      const CUtensorMap* map_a = &maps.a[segment];
+      const CUtensorMap* map_b = &maps.b[segment];
       if constexpr (kKind == Sm90Kind::kMGroupedNT) {
         // a [M, K]: box 64 (K) x 128 (rows); w [G, N, K]: box 64 (K) x 256 (N) x 1.
-        sm90::tma_load_2d(a, map_a, full_barrier, k0, t.group_begin + t.m0);
-        sm90::tma_load_3d(b, map_b, full_barrier, k0, t.n0, t.group);
+        sm90::tma_load_2d(a, map_a, full_barrier, first, t.group_begin + t.m0);
+        sm90::tma_load_3d(b, map_b, full_barrier, first, t.n0, t.group);
       } else if constexpr (kKind == Sm90Kind::kMGroupedNN) {
         // dout [M, N]: box 64 (N) x 128 (rows); w [G, N, K]: four boxes of 64 (K, the
         // output columns) x 64 (N, the reduction) x 1, N-major.
         constexpr int kBox = mn_major_box_bytes(Layout::kBlockK);
-        sm90::tma_load_2d(a, map_a, full_barrier, k0, t.group_begin + t.m0);
+        sm90::tma_load_2d(a, map_a, full_barrier, first, t.group_begin + t.m0);
 #pragma unroll
         for (int j = 0; j < kBlockN / 64; ++j)
-          sm90::tma_load_3d(b + j * kBox, map_b, full_barrier, t.n0 + 64 * j, k0, t.group);
+          sm90::tma_load_3d(b + j * kBox, map_b, full_barrier, t.n0 + 64 * j, first, t.group);
       } else {
         // dout [M, N]: two boxes of 64 (N, output rows) x 32 (group rows), M-major;
         // a [M, K]: four boxes of 64 (K, output columns) x 32 (group rows), N-major.
         constexpr int kBox = mn_major_box_bytes(Layout::kBlockK);
-        const int row = t.group_begin + k0;
 #pragma unroll
-        for (int j = 0; j < kBlockM / 64; ++j) sm90::tma_load_2d(a + j * kBox, map_a, full_barrier, t.m0 + 64 * j, row);
+        for (int j = 0; j < kBlockM / 64; ++j)
+          sm90::tma_load_2d(a + j * kBox, map_a, full_barrier, t.m0 + 64 * j, first);
 #pragma unroll
-        for (int j = 0; j < kBlockN / 64; ++j) sm90::tma_load_2d(b + j * kBox, map_b, full_barrier, t.n0 + 64 * j, row);
+        for (int j = 0; j < kBlockN / 64; ++j)
+          sm90::tma_load_2d(b + j * kBox, map_b, full_barrier, t.n0 + 64 * j, first);
       }
-    }
+      ++iteration;
+    });
   }
 }
 
@@ -414,13 +471,13 @@ __device__ void consume(const Sm90Params& p, const long long* tile_start, const 
     for (int i = 0; i < 128; ++i) acc[i] = 0.0f;
 
     std::uint32_t previous_stage = 0;  // the stage of the k-block whose wgmmas may still run
-    for (int kb = 0; kb < t.k_blocks; ++kb, ++iteration) {  // k_blocks >= 1: K >= 8, K-grouped rows >= 1
+    int blocks_done = 0;               // of this tile; a non-empty tile has at least one
+    for_each_k_block<kKind>(t, cursor, p, [&](int, int, int valid_rows) {
       const std::uint32_t stage = iteration % Layout::kStages;
       const std::uint32_t lap = (iteration / Layout::kStages) & 1;
       sm90::mbarrier_wait(full + stage * 8, lap);  // TMA bytes of this lap have landed (acquire)
       const std::uint32_t a = a_tiles + stage * Layout::kATileBytes, b = b_tiles + stage * Layout::kBTileBytes;
       if constexpr (kKGrouped) {
-        const int valid_rows = t.group_rows - kb * Layout::kBlockK;
         if (valid_rows < Layout::kBlockK) zero_rows_past_group(a, b, valid_rows, threadIdx.x);  // uniform over the 256
       }
       // Orders earlier register writes to the accumulators (the zeroing) and
@@ -453,9 +510,11 @@ __device__ void consume(const Sm90Params& p, const long long* tile_start, const 
       // its stage is no longer read and goes back to the producer.
       sm90::wgmma_wait_group<1>();
       sm90::fence_registers(acc);
-      if (kb > 0 && lane == 0) sm90::mbarrier_arrive(empty + previous_stage * 8);  // one arrival per math warp
+      if (blocks_done > 0 && lane == 0) sm90::mbarrier_arrive(empty + previous_stage * 8);  // one arrival per math warp
       previous_stage = stage;
-    }
+      ++blocks_done;
+      ++iteration;
+    });
     sm90::wgmma_wait_group<0>();  // the tile's last group: accumulators final
     sm90::fence_registers(acc);   // no accumulator read may move above the wait
     if (lane == 0) sm90::mbarrier_arrive(empty + previous_stage * 8);
@@ -493,8 +552,8 @@ __device__ void consume(const Sm90Params& p, const long long* tile_start, const 
 // weight gradient (K-grouped only; unused by the M-grouped kinds).
 template <Sm90Kind kKind>
 __global__ void __launch_bounds__(kThreads, 1)
-    grouped_gemm_sm90_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
-                             const __grid_constant__ CUtensorMap map_dw, const Sm90Params p) {
+    grouped_gemm_sm90_kernel(const __grid_constant__ OperandMaps maps, const __grid_constant__ CUtensorMap map_dw,
+                             const __grid_constant__ Sm90Params p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ unsigned char raw_shared[];
   const std::uint32_t raw = sm90::shared_address(raw_shared);
@@ -514,7 +573,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   if constexpr (!Layout::kKGrouped) {
     if (threadIdx.x < 32) {
-      grouped_schedule::build_schedule<false, kBlockM>(p.group_counts, p.num_groups, p.m_capacity, p.n,
+      grouped_schedule::build_schedule<false, kBlockM>(p.group_counts[0], p.num_groups, p.m_capacity[0], p.n,
                                                        ceil_div(output_columns<kKind>(p.n, p.k), kBlockN),
                                                        tile_start, row_start);
     }
@@ -535,7 +594,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (threadIdx.x / 128 == kMathWarpgroups) {
     sm90::warpgroup_release_registers<kProducerRegisters>();
     if (threadIdx.x == kMathWarpgroups * 128) {
-      produce<kKind>(&map_a, &map_b, p, tile_start, row_start, a_tiles, b_tiles, full, empty);
+      produce<kKind>(maps, p, tile_start, row_start, a_tiles, b_tiles, full, empty);
     } else if (Layout::kKGrouped && threadIdx.x == kMathWarpgroups * 128 + 32) {
       move_weight_gradient_tiles(&map_dw, p, staging, staging_full, staging_ready);
     }
@@ -604,15 +663,14 @@ void check_sm90_arguments(const char* name, const void* out, const void* mma_a, 
 }
 
 template <Sm90Kind kKind>
-void launch_sm90(const CUtensorMap& map_a, const CUtensorMap& map_b, const CUtensorMap& map_dw,
-                 const Sm90Params& params, cudaStream_t stream) {
+void launch_sm90(const OperandMaps& maps, const CUtensorMap& map_dw, const Sm90Params& params, cudaStream_t stream) {
   constexpr bool kKGrouped = kKind == Sm90Kind::kKGroupedTN;
   const long long tiles_n = ceil_div(output_columns<kKind>(params.n, params.k), kBlockN);
   // K-grouped: every group's tiles; M-grouped: an upper bound of the tiles
   // the device will find, sum ceil(c/128) <= M/128 + G.
   const long long max_tiles =
       kKGrouped ? params.num_groups * k_grouped_tiles_per_group(params.n, params.k)
-                : (ceil_div(params.m_capacity, kBlockM) + static_cast<long long>(params.num_groups)) * tiles_n;
+                : (ceil_div(params.m_capacity[0], kBlockM) + static_cast<long long>(params.num_groups)) * tiles_n;
   if (max_tiles == 0) return;
 
   const auto kernel = grouped_gemm_sm90_kernel<kKind>;
@@ -625,18 +683,38 @@ void launch_sm90(const CUtensorMap& map_a, const CUtensorMap& map_b, const CUten
   int multiprocessors = 0;
   MOEBENCH_CUDA_CHECK(cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device));
   const int grid = static_cast<int>(std::min<long long>(multiprocessors, max_tiles));
-  kernel<<<grid, kThreads, shared_bytes, stream>>>(map_a, map_b, map_dw, params);
+  kernel<<<grid, kThreads, shared_bytes, stream>>>(maps, map_dw, params);
   MOEBENCH_CUDA_CHECK(cudaGetLastError());
 }
 
-Sm90Params make_params(void* out, const std::int32_t* group_counts, std::int64_t num_groups, std::int64_t m_capacity,
-                       std::int64_t n, std::int64_t k) {
-  return {out,
-          group_counts,
-          static_cast<int>(num_groups),
-          static_cast<int>(m_capacity),
-          static_cast<int>(n),
-          static_cast<int>(k)};
+// Parameters with no segment yet; add_segment appends them.
+Sm90Params make_params(void* out, std::int64_t num_groups, std::int64_t n, std::int64_t k) {
+  Sm90Params params{};
+  params.out = out;
+  params.num_groups = static_cast<int>(num_groups);
+  params.n = static_cast<int>(n);
+  params.k = static_cast<int>(k);
+  return params;
+}
+
+void add_segment(Sm90Params& params, OperandMaps& maps, const CUtensorMap& map_a, const CUtensorMap& map_b,
+                 const std::int32_t* group_counts, std::int64_t m_capacity) {
+  const int s = params.num_segments++;
+  maps.a[s] = map_a;
+  maps.b[s] = map_b;
+  params.group_counts[s] = group_counts;
+  params.m_capacity[s] = static_cast<int>(m_capacity);
+}
+
+// An M-grouped product: one segment.
+template <Sm90Kind kKind>
+void launch_m_grouped(void* out, const CUtensorMap& map_a, const CUtensorMap& map_b, const std::int32_t* group_counts,
+                      std::int64_t num_groups, std::int64_t m_capacity, std::int64_t n, std::int64_t k,
+                      cudaStream_t stream) {
+  Sm90Params params = make_params(out, num_groups, n, k);
+  OperandMaps maps{};
+  add_segment(params, maps, map_a, map_b, group_counts, m_capacity);
+  launch_sm90<kKind>(maps, CUtensorMap{}, params, stream);
 }
 
 }  // namespace
@@ -651,8 +729,7 @@ void m_grouped_bf16_gemm_nt_contiguous_sm90(__nv_bfloat16* out, const __nv_bfloa
   constexpr int kBlockK = SharedLayout<Sm90Kind::kMGroupedNT>::kBlockK;
   const CUtensorMap map_a = matrix_map(a, m_capacity, k, kBlockK, kBlockM);
   const CUtensorMap map_b = weights_map(w, num_groups, n, k, kBlockK, kBlockN);
-  launch_sm90<Sm90Kind::kMGroupedNT>(map_a, map_b, CUtensorMap{},
-                                     make_params(out, group_counts, num_groups, m_capacity, n, k), stream);
+  launch_m_grouped<Sm90Kind::kMGroupedNT>(out, map_a, map_b, group_counts, num_groups, m_capacity, n, k, stream);
 }
 
 void m_grouped_bf16_gemm_nn_contiguous_sm90(__nv_bfloat16* da, const __nv_bfloat16* dout, const __nv_bfloat16* w,
@@ -665,23 +742,39 @@ void m_grouped_bf16_gemm_nn_contiguous_sm90(__nv_bfloat16* da, const __nv_bfloat
   constexpr int kBlockK = SharedLayout<Sm90Kind::kMGroupedNN>::kBlockK;
   const CUtensorMap map_a = matrix_map(dout, m_capacity, n, kBlockK, kBlockM);
   const CUtensorMap map_b = weights_map(w, num_groups, n, k, 64, kBlockK);
-  launch_sm90<Sm90Kind::kMGroupedNN>(map_a, map_b, CUtensorMap{},
-                                     make_params(da, group_counts, num_groups, m_capacity, n, k), stream);
+  launch_m_grouped<Sm90Kind::kMGroupedNN>(da, map_a, map_b, group_counts, num_groups, m_capacity, n, k, stream);
 }
 
 void k_grouped_bf16_gemm_tn_contiguous_sm90(float* dw, const __nv_bfloat16* dout, const __nv_bfloat16* a,
                                             const std::int32_t* group_counts, std::int64_t num_groups,
                                             std::int64_t m_capacity, std::int64_t n, std::int64_t k,
                                             cudaStream_t stream) {
-  check_sm90_arguments("k_grouped_bf16_gemm_tn_contiguous_sm90", dw, dout, a, group_counts, num_groups, m_capacity,
-                       n, k);
-  if (m_capacity == 0) return;
+  const KGroupedSegment segment{dout, a, group_counts, m_capacity};
+  k_grouped_bf16_gemm_tn_contiguous_sm90(dw, &segment, 1, num_groups, n, k, stream);
+}
+
+void k_grouped_bf16_gemm_tn_contiguous_sm90(float* dw, const KGroupedSegment* segments, int num_segments,
+                                            std::int64_t num_groups, std::int64_t n, std::int64_t k,
+                                            cudaStream_t stream) {
+  const char* name = "k_grouped_bf16_gemm_tn_contiguous_sm90";
+  if (num_segments < 0 || (num_segments > 0 && segments == nullptr))
+    throw Error(std::string(name) + ": num_segments=" + std::to_string(num_segments) +
+                " must be >= 0, with that many segments");
   constexpr int kBlockK = SharedLayout<Sm90Kind::kKGroupedTN>::kBlockK;
-  const CUtensorMap map_a = matrix_map(dout, m_capacity, n, 64, kBlockK);
-  const CUtensorMap map_b = matrix_map(a, m_capacity, k, 64, kBlockK);
-  const CUtensorMap map_dw = weight_gradient_map(dw, num_groups, n, k);
-  launch_sm90<Sm90Kind::kKGroupedTN>(map_a, map_b, map_dw,
-                                     make_params(dw, group_counts, num_groups, m_capacity, n, k), stream);
+  for (int first = 0; first < num_segments; first += kMaxKGroupedSegments) {
+    Sm90Params params = make_params(dw, num_groups, n, k);
+    OperandMaps maps{};
+    for (int s = first; s < std::min(num_segments, first + kMaxKGroupedSegments); ++s) {
+      const KGroupedSegment& segment = segments[s];
+      check_sm90_arguments(name, dw, segment.dout, segment.a, segment.group_counts, num_groups, segment.m_capacity, n,
+                           k);
+      if (segment.m_capacity == 0) continue;  // no rows: nothing to add
+      add_segment(params, maps, matrix_map(segment.dout, segment.m_capacity, n, 64, kBlockK),
+                  matrix_map(segment.a, segment.m_capacity, k, 64, kBlockK), segment.group_counts, segment.m_capacity);
+    }
+    if (params.num_segments > 0)
+      launch_sm90<Sm90Kind::kKGroupedTN>(maps, weight_gradient_map(dw, num_groups, n, k), params, stream);
+  }
 }
 
 }  // namespace moebench::ops::cuda

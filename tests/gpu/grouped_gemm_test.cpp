@@ -224,10 +224,12 @@ TEST(GroupedGemmArguments, Sm90KernelRejectsWhatItCannotRun) {
 }
 
 // The weight gradient over several micro-batches' segments in one pass: the
-// same sums as the CPU twin run once per segment. Segments differ in counts
-// and capacity (rows past the counts are NaN), include one with no rows at
-// all and one of capacity zero, and ten of them take two launches (at most
-// kMaxKGroupedSegments per launch).
+// same sums as the CPU twin run once per segment, added into dw or
+// overwriting it (dw poisoned first: every element must be stored, zeros for
+// groups without rows). Segments differ in counts and capacity (rows past
+// the counts are NaN), include one with no rows at all and one of capacity
+// zero, and ten of them take two launches (at most kMaxKGroupedSegments per
+// launch); overwriting with no segment at all zeroes dw.
 TEST(GroupedGemmSegments, Sm90WeightGradientMatchesTheTwinPerSegment) {
   struct SegmentCase {
     std::vector<std::int32_t> counts;
@@ -248,37 +250,45 @@ TEST(GroupedGemmSegments, Sm90WeightGradientMatchesTheTwinPerSegment) {
         }
         return ten;
       }(),
+      {},
   };
   for (std::size_t index = 0; index < cases.size(); ++index) {
-    SCOPED_TRACE("case " + std::to_string(index) + " with " + std::to_string(cases[index].size()) + " segments");
-    std::vector<float> dw_expected = random_floats(groups * n * k, 50 + index);
-    DeviceBuffer<float> dw_device(dw_expected);
-    std::deque<DeviceBuffer<__nv_bfloat16>> douts, as;  // deque: buffers never move
-    std::deque<DeviceBuffer<std::int32_t>> counts;
-    std::vector<ops::cuda::KGroupedSegment> segments;
-    std::int64_t rows = 0;
-    for (std::size_t s = 0; s < cases[index].size(); ++s) {
-      SegmentCase c = cases[index][s];
-      if (c.counts.empty()) c.counts.assign(groups, 0);
-      const std::int64_t m = c.m_capacity;
-      const std::int64_t used = std::accumulate(c.counts.begin(), c.counts.end(), 0LL);
-      std::vector<float> a = round_to_bf16(random_floats(std::max<std::int64_t>(m, 1) * k, 100 * index + 2 * s));
-      std::vector<float> dout = round_to_bf16(random_floats(std::max<std::int64_t>(m, 1) * n, 100 * index + 2 * s + 1));
-      std::fill(a.begin() + used * k, a.end(), std::nanf(""));
-      std::fill(dout.begin() + used * n, dout.end(), std::nanf(""));
-      ops::cpu::k_grouped_gemm_tn_contiguous(dw_expected.data(), dout.data(), a.data(), c.counts.data(), groups, n, k);
-      as.emplace_back(to_bf16(a));
-      douts.emplace_back(to_bf16(dout));
-      counts.emplace_back(c.counts);
-      segments.push_back({douts.back().get(), as.back().get(), counts.back().get(), m});
-      rows += used;
+    for (const bool accumulate : {true, false}) {
+      SCOPED_TRACE("case " + std::to_string(index) + " with " + std::to_string(cases[index].size()) + " segments, " +
+                   (accumulate ? "accumulating" : "overwriting"));
+      const std::vector<float> dw_initial = random_floats(groups * n * k, 50 + index);
+      std::vector<float> dw_expected = accumulate ? dw_initial : std::vector<float>(groups * n * k, 0.0f);
+      DeviceBuffer<float> dw_device(groups * n * k);  // poisoned
+      if (accumulate) dw_device.upload(dw_initial);
+      std::deque<DeviceBuffer<__nv_bfloat16>> douts, as;  // deque: buffers never move
+      std::deque<DeviceBuffer<std::int32_t>> counts;
+      std::vector<ops::cuda::KGroupedSegment> segments;
+      std::int64_t rows = 0;
+      for (std::size_t s = 0; s < cases[index].size(); ++s) {
+        SegmentCase c = cases[index][s];
+        if (c.counts.empty()) c.counts.assign(groups, 0);
+        const std::int64_t m = c.m_capacity;
+        const std::int64_t used = std::accumulate(c.counts.begin(), c.counts.end(), 0LL);
+        std::vector<float> a = round_to_bf16(random_floats(std::max<std::int64_t>(m, 1) * k, 100 * index + 2 * s));
+        std::vector<float> dout =
+            round_to_bf16(random_floats(std::max<std::int64_t>(m, 1) * n, 100 * index + 2 * s + 1));
+        std::fill(a.begin() + used * k, a.end(), std::nanf(""));
+        std::fill(dout.begin() + used * n, dout.end(), std::nanf(""));
+        ops::cpu::k_grouped_gemm_tn_contiguous(dw_expected.data(), dout.data(), a.data(), c.counts.data(), groups, n,
+                                               k);
+        as.emplace_back(to_bf16(a));
+        douts.emplace_back(to_bf16(dout));
+        counts.emplace_back(c.counts);
+        segments.push_back({douts.back().get(), as.back().get(), counts.back().get(), m});
+        rows += used;
+      }
+      ops::cuda::k_grouped_bf16_gemm_tn_contiguous_sm90(dw_device.get(), segments.data(),
+                                                        static_cast<int>(segments.size()), accumulate, groups, n, k,
+                                                        nullptr);
+      const std::vector<float> dw = dw_device.download();
+      EXPECT_TRUE(all_close(dw, dw_expected, 1e-3, 1e-4 * std::sqrt(double(std::max<std::int64_t>(rows, 1))), "dw"));
+      EXPECT_LT(relative_l2_error(dw, dw_expected), accumulate || rows > 0 ? kF32OutputTolerance : 1e-30);
     }
-    ops::cuda::k_grouped_bf16_gemm_tn_contiguous_sm90(dw_device.get(), segments.data(),
-                                                      static_cast<int>(segments.size()), groups, n, k, nullptr);
-    MOEBENCH_CUDA_CHECK(cudaDeviceSynchronize());
-    const std::vector<float> dw = dw_device.download();
-    EXPECT_TRUE(all_close(dw, dw_expected, 1e-3, 1e-4 * std::sqrt(double(std::max<std::int64_t>(rows, 1))), "dw"));
-    EXPECT_LT(relative_l2_error(dw, dw_expected), kF32OutputTolerance);
   }
 }
 
@@ -518,8 +528,8 @@ void time_weight_gradient_over_microbatches(const ExpertProxy& proxy, const char
                                                           groups, m, n, k, nullptr);
     };
     const auto once = [&] {
-      ops::cuda::k_grouped_bf16_gemm_tn_contiguous_sm90(dw_once.get(), segments.data(), microbatches, groups, n, k,
-                                                        nullptr);
+      ops::cuda::k_grouped_bf16_gemm_tn_contiguous_sm90(dw_once.get(), segments.data(), microbatches,
+                                                        /*accumulate=*/true, groups, n, k, nullptr);
     };
     const double flops = 2.0 * m * n * k * microbatches;
     const double each_ms = time_ms(kWarmup, kRepetitions, each), once_ms = time_ms(kWarmup, kRepetitions, once);

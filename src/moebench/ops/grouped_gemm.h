@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "moebench/core/tensor.h"
+#include "moebench/ops/gemm.h"
 
 namespace moebench::ops::cpu {
 
@@ -38,8 +39,6 @@ void k_grouped_gemm_tn_contiguous(T* dw, const T* dout, const T* a, const std::i
 #ifdef MOEBENCH_WITH_CUDA
 #include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
-
-#include "moebench/ops/gemm.h"
 
 namespace moebench::ops::cuda {
 
@@ -93,7 +92,9 @@ void k_grouped_bf16_gemm_tn_contiguous_sm90(float* dw, const __nv_bfloat16* dout
                                             cudaStream_t stream);
 
 // The weight gradient of several micro-batches in one pass over dw:
-// dw[g] (fp32, +=) = sum over segments s of dout_s,g^T @ a_s,g. Each segment
+// dw[g] (fp32, += or, accumulate false, =) = sum over segments s of
+// dout_s,g^T @ a_s,g (overwriting stores zeros for groups without rows,
+// even with no segment at all). Each segment
 // is one micro-batch's token-side operands with its own counts and capacity
 // (the contract above, per segment); dw is read and written once for all of
 // them instead of once per micro-batch (8 bytes per element saved each).
@@ -105,7 +106,7 @@ struct KGroupedSegment {
 };
 inline constexpr int kMaxKGroupedSegments = 8;  // per launch; more are done in several passes
 void k_grouped_bf16_gemm_tn_contiguous_sm90(float* dw, const KGroupedSegment* segments, int num_segments,
-                                            std::int64_t num_groups, std::int64_t n, std::int64_t k,
+                                            bool accumulate, std::int64_t num_groups, std::int64_t n, std::int64_t k,
                                             cudaStream_t stream);
 
 // Megatron-style reference paths for comparison: copy the counts to the host
@@ -152,9 +153,12 @@ void k_grouped_gemm_tn_contiguous(Tensor& dw, const Tensor& dout, const Tensor& 
 struct WeightGradientSegment {
   Tensor dout, a, group_counts;
 };
-// dw[g] += sum over the segments of dout_s,g^T @ a_s,g: the same sums as one
-// k_grouped_gemm_tn_contiguous per segment, but the Hopper kernel reads and
-// writes the fp32 dw once for up to kMaxKGroupedSegments of them.
-void k_grouped_gemm_tn_contiguous(Tensor& dw, const std::vector<WeightGradientSegment>& segments);
+// dw[g] += (kAccumulate) or = (kOverwrite) the sum over the segments of
+// dout_s,g^T @ a_s,g: the same sums as one k_grouped_gemm_tn_contiguous per
+// segment (after zeroing dw, for kOverwrite), but the Hopper kernel reads
+// and writes the fp32 dw once for up to kMaxKGroupedSegments of them, and
+// when overwriting writes it without reading it.
+void k_grouped_gemm_tn_contiguous(Tensor& dw, const std::vector<WeightGradientSegment>& segments,
+                                  GemmOutput output = GemmOutput::kAccumulate);
 
 }  // namespace moebench::ops

@@ -144,6 +144,9 @@ struct Sm90Params {
   int num_segments;
   const std::int32_t* group_counts[kMaxKGroupedSegments];  // on the device
   int m_capacity[kMaxKGroupedSegments];
+  // K-grouped: 1 adds into dw; 0 overwrites it (dw = the sums, empty
+  // groups' dw = 0), so a gradient needs no zeroing and no read.
+  int accumulate;
 };
 
 // The token-side operands' tensor maps, one pair per segment (kernel
@@ -171,10 +174,16 @@ __host__ __device__ constexpr long long k_grouped_tiles_per_group(int n, int k) 
 // One output tile. m0/n0 are tile offsets in the output (for K-grouped: rows
 // of dw[g] along N, columns along K). K-grouped: group_rows and k_blocks are
 // summed over the segments (segment_rows gives each one's rows) and
-// group_begin is unused; group_rows == 0: nothing to do (an empty group's tile).
+// group_begin is unused.
 struct Tile {
   int group, group_begin, group_rows, m0, n0, k_blocks;
 };
+
+// An empty group's tile is skipped, unless the weight gradient overwrites
+// dw: then its zeros are stored.
+__device__ __forceinline__ bool skipped(const Tile& t, const Sm90Params& p) {
+  return t.group_rows == 0 && p.accumulate;
+}
 
 // Where a CTA's walk over the tiles stands: tiles only increase, so the
 // group and (K-grouped) the rows of the groups before it carry over.
@@ -293,7 +302,7 @@ __device__ void produce(const OperandMaps& maps, const Sm90Params& p, const long
   std::uint32_t iteration = 0;  // k-blocks issued so far, over all tiles of this CTA
   for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     const Tile t = locate_tile<kKind>(tile, cursor, tile_start, row_start, p);
-    if (t.group_rows == 0) continue;
+    if (skipped(t, p)) continue;
     for_each_k_block<kKind>(t, cursor, p, [&](int segment, int first, int) {
       const std::uint32_t stage = iteration % Layout::kStages;
       const std::uint32_t lap = (iteration / Layout::kStages) & 1;
@@ -356,7 +365,8 @@ __device__ __forceinline__ void copy_staging(const CUtensorMap* map_dw, const Ti
 // K-grouped only, one thread of the producer warpgroup, dw's mover: for each
 // tile, once the math has added the previous tile into the staging
 // (staging_ready), stores that tile back to dw and, when the TMA unit has
-// read it out, loads this tile's dw values (staging_full). Both copies run
+// read it out, loads this tile's dw values (staging_full; when overwriting,
+// only says the staging is free). Both copies run
 // while the math computes this tile, so the fp32 traffic is off its path;
 // the waits are this thread's, never the math's.
 __device__ void move_weight_gradient_tiles(const CUtensorMap* map_dw, const Sm90Params& p, std::uint32_t staging,
@@ -376,13 +386,17 @@ __device__ void move_weight_gradient_tiles(const CUtensorMap* map_dw, const Sm90
   };
   for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     const Tile t = locate_tile<kKind>(tile, cursor, nullptr, nullptr, p);
-    if (t.group_rows == 0) continue;
+    if (skipped(t, p)) continue;
     if (has_previous) {
       store_previous();
       sm90::bulk_wait_group_read<0>();  // the staging is free again
     }
-    sm90::mbarrier_arrive_expect_tx(staging_full, kMathWarpgroups * kStagingBytesPerWarpgroup);
-    copy_staging<true>(map_dw, t, p, staging, staging_full);
+    if (p.accumulate) {
+      sm90::mbarrier_arrive_expect_tx(staging_full, kMathWarpgroups * kStagingBytesPerWarpgroup);
+      copy_staging<true>(map_dw, t, p, staging, staging_full);
+    } else {
+      sm90::mbarrier_arrive(staging_full);  // nothing to load: the staging is free for the sums
+    }
     previous = t;
     has_previous = true;
   }
@@ -416,12 +430,14 @@ __device__ __forceinline__ void zero_rows_past_group(std::uint32_t a, std::uint3
 // K-grouped epilogue of one math warpgroup: its 64 rows of the tile's dw
 // values, which the mover has brought into the warpgroup's staging (8 boxes
 // of 64 x 32 fp32, 128-byte swizzled: 16-byte chunk c of row r at chunk
-// c ^ (r % 8)), += its accumulators, in place (ld/st.shared.v2: a warp's 8
+// c ^ (r % 8)), += its accumulators (= when overwriting), in place
+// (ld/st.shared.v2: a warp's 8
 // rows x 32 bytes cover every bank twice, no conflict beyond the two
 // wavefronts). Each thread fences its stores for the async proxy and arrives
 // on staging_ready; the mover stores the tile back while the math goes on.
 __device__ __forceinline__ void add_tile_into_staging(const float (&acc)[128], std::uint32_t staging,
-                                                      std::uint32_t staging_ready, int warp, int lane) {
+                                                      std::uint32_t staging_ready, bool accumulate, int warp,
+                                                      int lane) {
   // Register i: row 16*warp + lane/4 + 8*((i/2)%2), column 8*(i/4) +
   // 2*(lane%4) + (i%2) of the warpgroup's 64 x 256; row % 8 == lane / 4.
   const std::uint32_t row_offset = (warp * 16 + lane / 4) * 128 + (lane % 2) * 8;
@@ -434,8 +450,8 @@ __device__ __forceinline__ void add_tile_into_staging(const float (&acc)[128], s
     for (int half = 0; half < 2; ++half) {
       const std::uint32_t address =
           staging + box * kStagingBoxBytes + row_offset + half * 8 * 128 + (chunk ^ (lane / 4)) * 16;
-      float x, y;
-      asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];\n" : "=f"(x), "=f"(y) : "r"(address) : "memory");
+      float x = 0.0f, y = 0.0f;
+      if (accumulate) asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];\n" : "=f"(x), "=f"(y) : "r"(address) : "memory");
       x += acc[4 * j + 2 * half];
       y += acc[4 * j + 2 * half + 1];
       asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(address), "f"(x), "f"(y) : "memory");
@@ -466,12 +482,12 @@ __device__ void consume(const Sm90Params& p, const long long* tile_start, const 
   std::uint32_t staging_lap = 0;  // K-grouped: tiles added into dw so far, mod 2
   for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     const Tile t = locate_tile<kKind>(tile, cursor, tile_start, row_start, p);
-    if (t.group_rows == 0) continue;
+    if (skipped(t, p)) continue;
 #pragma unroll
     for (int i = 0; i < 128; ++i) acc[i] = 0.0f;
 
     std::uint32_t previous_stage = 0;  // the stage of the k-block whose wgmmas may still run
-    int blocks_done = 0;               // of this tile; a non-empty tile has at least one
+    int blocks_done = 0;               // of this tile; none only for an empty group's overwritten tile
     for_each_k_block<kKind>(t, cursor, p, [&](int, int, int valid_rows) {
       const std::uint32_t stage = iteration % Layout::kStages;
       const std::uint32_t lap = (iteration / Layout::kStages) & 1;
@@ -517,12 +533,12 @@ __device__ void consume(const Sm90Params& p, const long long* tile_start, const 
     });
     sm90::wgmma_wait_group<0>();  // the tile's last group: accumulators final
     sm90::fence_registers(acc);   // no accumulator read may move above the wait
-    if (lane == 0) sm90::mbarrier_arrive(empty + previous_stage * 8);
+    if (blocks_done > 0 && lane == 0) sm90::mbarrier_arrive(empty + previous_stage * 8);
 
     if constexpr (kKGrouped) {
       sm90::mbarrier_wait(staging_full, staging_lap);  // the tile's dw values have landed
       staging_lap ^= 1;
-      add_tile_into_staging(acc, staging, staging_ready, warp, lane);
+      add_tile_into_staging(acc, staging, staging_ready, p.accumulate, warp, lane);
     } else {
       // Register i: row 16*warp + lane/4 + 8*((i/2)%2), column 8*(i/4) +
       // 2*(lane%4) + (i%2), within this warpgroup's 64 x 256.
@@ -690,6 +706,7 @@ void launch_sm90(const OperandMaps& maps, const CUtensorMap& map_dw, const Sm90P
 // Parameters with no segment yet; add_segment appends them.
 Sm90Params make_params(void* out, std::int64_t num_groups, std::int64_t n, std::int64_t k) {
   Sm90Params params{};
+  params.accumulate = 1;
   params.out = out;
   params.num_groups = static_cast<int>(num_groups);
   params.n = static_cast<int>(n);
@@ -750,19 +767,22 @@ void k_grouped_bf16_gemm_tn_contiguous_sm90(float* dw, const __nv_bfloat16* dout
                                             std::int64_t m_capacity, std::int64_t n, std::int64_t k,
                                             cudaStream_t stream) {
   const KGroupedSegment segment{dout, a, group_counts, m_capacity};
-  k_grouped_bf16_gemm_tn_contiguous_sm90(dw, &segment, 1, num_groups, n, k, stream);
+  k_grouped_bf16_gemm_tn_contiguous_sm90(dw, &segment, 1, /*accumulate=*/true, num_groups, n, k, stream);
 }
 
 void k_grouped_bf16_gemm_tn_contiguous_sm90(float* dw, const KGroupedSegment* segments, int num_segments,
-                                            std::int64_t num_groups, std::int64_t n, std::int64_t k,
+                                            bool accumulate, std::int64_t num_groups, std::int64_t n, std::int64_t k,
                                             cudaStream_t stream) {
   const char* name = "k_grouped_bf16_gemm_tn_contiguous_sm90";
   if (num_segments < 0 || (num_segments > 0 && segments == nullptr))
     throw Error(std::string(name) + ": num_segments=" + std::to_string(num_segments) +
                 " must be >= 0, with that many segments");
+  if (dw == nullptr) throw Error(std::string(name) + ": dw is null");
   constexpr int kBlockK = SharedLayout<Sm90Kind::kKGroupedTN>::kBlockK;
-  for (int first = 0; first < num_segments; first += kMaxKGroupedSegments) {
+  // Overwriting launches once even without segments: it stores the zeros.
+  for (int first = 0; first < num_segments || (first == 0 && !accumulate); first += kMaxKGroupedSegments) {
     Sm90Params params = make_params(dw, num_groups, n, k);
+    params.accumulate = accumulate || first > 0;  // later launches add to the first one's sums
     OperandMaps maps{};
     for (int s = first; s < std::min(num_segments, first + kMaxKGroupedSegments); ++s) {
       const KGroupedSegment& segment = segments[s];
@@ -772,7 +792,7 @@ void k_grouped_bf16_gemm_tn_contiguous_sm90(float* dw, const KGroupedSegment* se
       add_segment(params, maps, matrix_map(segment.dout, segment.m_capacity, n, 64, kBlockK),
                   matrix_map(segment.a, segment.m_capacity, k, 64, kBlockK), segment.group_counts, segment.m_capacity);
     }
-    if (params.num_segments > 0)
+    if (params.num_segments > 0 || !params.accumulate)
       launch_sm90<Sm90Kind::kKGroupedTN>(maps, weight_gradient_map(dw, num_groups, n, k), params, stream);
   }
 }

@@ -8,6 +8,7 @@
 // last stage's loss).
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -231,8 +232,16 @@ int train_on_this_rank(const dist::World& world, const std::vector<std::string>&
   const model::ModelPlacement& placement = placement_of_run;
   // This rank's pipeline stage: its layers only (all of them with PP=1).
   const int stage = parallel_state.membership(GroupKind::kPipeline).rank_in_group;
+  const auto setup_start = std::chrono::steady_clock::now();
+  const auto report_setup = [&](const char* what) {
+    if (!reporting_rank) return;
+    std::printf("%s after %.1f s\n", what,
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - setup_start).count());
+    std::fflush(stdout);
+  };
   model::GPTModel gpt(model_config, seed, model::ModelConventions{}, placement, parallel_state,
                       model::PipelineStageLayout::of_stage(parallel, model_config.num_layers, stage));
+  report_setup("model built");
   load_hf_checkpoint(gpt, train_config);
   train::TrainableModelRef<model::GPTModel> trainable(gpt);
   std::optional<IterationLog> log;
@@ -251,6 +260,7 @@ int train_on_this_rank(const dist::World& world, const std::vector<std::string>&
                                    flags.to_arguments(), model_config.hidden_size};
   train::Trainer trainer(trainable, setup, parallel_state, *run_data.train,
                          run_data.validation ? *run_data.validation : *run_data.train, std::move(observer));
+  report_setup("optimizer and data ready");
   if (flags.has("--ckpt-convert-save")) return save_converted_checkpoint(trainer, flags, reporting_rank);
   const train::TrainingSummary summary = trainer.train();
   if (!reporting_rank) return 0;

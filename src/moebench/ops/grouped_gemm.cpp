@@ -140,4 +140,25 @@ void k_grouped_gemm_tn_contiguous(Tensor& dw, const Tensor& dout, const Tensor& 
                                     group_counts.data<int32_t>(), d.groups, d.n, d.k);
 }
 
+void k_grouped_gemm_tn_contiguous(Tensor& dw, const std::vector<WeightGradientSegment>& segments) {
+  if (segments.empty()) return;
+#ifdef MOEBENCH_WITH_CUDA
+  if (segments.front().dout.device().is_cuda() && grouped_gemm_backend() == GroupedGemmBackend::kSm90) {
+    const char* op = "k_grouped_gemm_tn_contiguous (segments)";
+    require_dtype(op, "dw", dw, {DType::F32});
+    std::vector<cuda::KGroupedSegment> raw;
+    for (const WeightGradientSegment& segment : segments) {
+      const GroupedDims d = grouped_dims(op, segment.dout, "dout", 1, segment.a, "a", dw, "dw", segment.group_counts);
+      require_same_device(op, "dout", segment.dout, dw, "dw");
+      raw.push_back({bf16_ptr(segment.dout), bf16_ptr(segment.a), segment.group_counts.data<int32_t>(), d.capacity});
+    }
+    return cuda::k_grouped_bf16_gemm_tn_contiguous_sm90(dw.data<float>(), raw.data(), int(raw.size()), dw.size(0),
+                                                        dw.size(1), dw.size(2), current_stream());
+  }
+#endif
+  // The other paths add one segment at a time.
+  for (const WeightGradientSegment& segment : segments)
+    k_grouped_gemm_tn_contiguous(dw, segment.dout, segment.a, segment.group_counts);
+}
+
 }  // namespace moebench::ops

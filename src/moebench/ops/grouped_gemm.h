@@ -15,6 +15,7 @@
 // (=), parameter gradients accumulate (+=). Rows past the sum of the counts
 // are neither read nor written; a group with no rows leaves its dw unchanged.
 #include <cstdint>
+#include <vector>
 
 #include "moebench/core/tensor.h"
 
@@ -91,6 +92,22 @@ void k_grouped_bf16_gemm_tn_contiguous_sm90(float* dw, const __nv_bfloat16* dout
                                             std::int64_t m_capacity, std::int64_t n, std::int64_t k,
                                             cudaStream_t stream);
 
+// The weight gradient of several micro-batches in one pass over dw:
+// dw[g] (fp32, +=) = sum over segments s of dout_s,g^T @ a_s,g. Each segment
+// is one micro-batch's token-side operands with its own counts and capacity
+// (the contract above, per segment); dw is read and written once for all of
+// them instead of once per micro-batch (8 bytes per element saved each).
+struct KGroupedSegment {
+  const __nv_bfloat16* dout;
+  const __nv_bfloat16* a;
+  const std::int32_t* group_counts;
+  std::int64_t m_capacity;
+};
+inline constexpr int kMaxKGroupedSegments = 8;  // per launch; more are done in several passes
+void k_grouped_bf16_gemm_tn_contiguous_sm90(float* dw, const KGroupedSegment* segments, int num_segments,
+                                            std::int64_t num_groups, std::int64_t n, std::int64_t k,
+                                            cudaStream_t stream);
+
 // Megatron-style reference paths for comparison: copy the counts to the host
 // (one stream synchronisation per call) and run one cuBLASLt GEMM per
 // non-empty group. Same contracts and results; any n, k and alignment.
@@ -129,5 +146,15 @@ GroupedGemmBackend grouped_gemm_backend();
 void m_grouped_gemm_nt_contiguous(Tensor& out, const Tensor& a, const Tensor& w, const Tensor& group_counts);
 void m_grouped_gemm_nn_contiguous(Tensor& da, const Tensor& dout, const Tensor& w, const Tensor& group_counts);
 void k_grouped_gemm_tn_contiguous(Tensor& dw, const Tensor& dout, const Tensor& a, const Tensor& group_counts);
+
+// One micro-batch's operands of a weight gradient: dout [M_s, N], a [M_s, K],
+// group_counts i32 [G], as k_grouped_gemm_tn_contiguous takes them.
+struct WeightGradientSegment {
+  Tensor dout, a, group_counts;
+};
+// dw[g] += sum over the segments of dout_s,g^T @ a_s,g: the same sums as one
+// k_grouped_gemm_tn_contiguous per segment, but the Hopper kernel reads and
+// writes the fp32 dw once for up to kMaxKGroupedSegments of them.
+void k_grouped_gemm_tn_contiguous(Tensor& dw, const std::vector<WeightGradientSegment>& segments);
 
 }  // namespace moebench::ops

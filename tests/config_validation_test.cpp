@@ -330,5 +330,23 @@ TEST(Validation, RouterGroupRules) {
   EXPECT_EQ(error_of(m, deepseek_v2_row()), "");
 }
 
+TEST(Validation, WgradMicrobatchesAtLeastOneAndOnTheGroupedExperts) {
+  ModelConfig m = deepseek_v2_lite();
+  for (int n : {0, -1}) {
+    m.moe.wgrad_microbatches = n;
+    EXPECT_THAT(error_of(m, deepseek_v2_lite_row()),
+                HasSubstr("--moe-wgrad-microbatches " + std::to_string(n) + " must be at least 1"));
+  }
+  m.moe.wgrad_microbatches = 2;
+  EXPECT_THAT(error_of(m, deepseek_v2_lite_row()),
+              AllOf(HasSubstr("--moe-wgrad-microbatches 2 batches the weight gradients of the grouped experts only"),
+                    HasSubstr("add --moe-grouped-gemm")));
+  m.moe.grouped_gemm = true;
+  EXPECT_EQ(error_of(m, deepseek_v2_lite_row()), "");
+  // More than the microbatches of a step is allowed: each step adds what it kept at its end.
+  m.moe.wgrad_microbatches = 1000;
+  EXPECT_EQ(error_of(m, deepseek_v2_lite_row()), "");
+}
+
 }  // namespace
 }  // namespace moebench::config

@@ -363,6 +363,39 @@ TEST(PlanMemory, FullRecomputeLowersActivations) {
   EXPECT_FALSE(recompute_config_from_flags(FlagMap::parse_arguments({"--recompute-granularity", "selective"})).full);
 }
 
+TEST(PlanMemory, WgradMicrobatchesKeepTheExpertOperandsOfNMinusOneMicrobatches) {
+  // A routed row keeps fc2's dout (h) and act (f) and fc1's dfc1 (2f) and input (h):
+  // 2*64 + 3*32 = 224 bf16 elements, 448 bytes. A microbatch of 32 tokens routes
+  // 2 copies of each: 64 rows, 28,672 bytes per MoE layer, 57,344 for both layers.
+  // GBS 8 on one rank: 8 microbatches per step.
+  const ModelConfig plain_model = small_moe();
+  ParallelConfig p = small_parallel(1, 1, 1, 8);
+  const MemoryEstimate plain = estimate_memory(plain_model, p, {});
+  EXPECT_DOUBLE_EQ(plain.kept_wgrad_operands, 0.0);
+  for (auto [n, kept] : {std::pair{1, 0}, {2, 1}, {3, 2}, {8, 7}, {100, 7}}) {
+    ModelConfig m = plain_model;
+    m.moe.wgrad_microbatches = n;
+    const MemoryEstimate e = estimate_memory(m, p, {});
+    EXPECT_EQ(e.kept_wgrad_microbatches, kept) << "N " << n;
+    EXPECT_DOUBLE_EQ(e.kept_wgrad_operands, kept * 57'344.0) << "N " << n;
+    EXPECT_DOUBLE_EQ(e.total() - plain.total(), kept * 57'344.0) << "N " << n;
+    EXPECT_DOUBLE_EQ(e.activations, plain.activations) << "N " << n;
+  }
+  ModelConfig m = plain_model;
+  m.moe.wgrad_microbatches = 2;
+  // Only MoE layers keep operands: with a dense first layer, one layer's 28,672.
+  m.moe.is_moe_layer = {false, true};
+  EXPECT_DOUBLE_EQ(estimate_memory(m, p, {}).kept_wgrad_operands, 28'672.0);
+  // TP 2 (sequence parallel) splits the routed rows as it splits the activations: 32 per rank.
+  m.moe.is_moe_layer = {true, true};
+  p = small_parallel(2, 1, 1, 8);
+  p.tensor = 2;
+  EXPECT_DOUBLE_EQ(estimate_memory(m, p, {}).kept_wgrad_operands, 28'672.0);
+  // EP 2 moves rows between ranks but keeps their number per rank on average.
+  p = small_parallel(2, 1, 2, 8);
+  EXPECT_DOUBLE_EQ(estimate_memory(m, p, {}).kept_wgrad_operands, 57'344.0);
+}
+
 TEST(PlanMemory, MicrobatchesInFlightFor1F1B) {
   // 8 layers on PP 4 (2 per stage), world 8: DP 2. Stage s keeps min(PP - s, microbatches)
   // in flight. With one microbatch every stage keeps one, and the last stage (with the

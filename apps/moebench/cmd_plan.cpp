@@ -103,6 +103,10 @@ bool print_memory(const Setup& setup, double gpu_memory_gb) {
   std::printf("  activations                %s  (%s per microbatch x %.2f in flight, recompute %s)\n",
               gigabytes(m.activations).c_str(), gigabytes(m.activations_per_microbatch).c_str(),
               m.microbatches_in_flight, recompute.full ? "full" : "none");
+  if (m.kept_wgrad_operands > 0)
+    std::printf("  expert wgrad operands      %s  (kept for %d microbatches: --moe-wgrad-microbatches %d)\n",
+                gigabytes(m.kept_wgrad_operands).c_str(), m.kept_wgrad_microbatches,
+                setup.model.moe.wgrad_microbatches);
   std::printf("  workspace                  %s\n", gigabytes(m.workspace).c_str());
   std::printf("  total                      %s\n", gigabytes(m.total()).c_str());
   const bool fits = m.total() <= gpu_memory_gb * 1e9;

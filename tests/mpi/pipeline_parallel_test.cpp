@@ -10,8 +10,11 @@
 // EP2 x PP2, and tensor parallelism with sequence parallelism under PP:
 // TP2 x PP2 on 4 ranks (1F1B and interleaved, both optimizers, and without
 // SP on a dense model) and TP2 x EP2 x PP2 x DP2 on 8 (Mixtral with plain
-// Adam; DeepSeek interleaved with the distributed optimizer). A bad mapping
-// stops at validation, before any communication.
+// Adam; DeepSeek interleaved with the distributed optimizer). The routed
+// experts' weight gradients batched over micro-batches
+// (--moe-wgrad-microbatches, N not dividing them) are flushed on every stage
+// and model chunk (PP2 x VPP2, EP2 x PP2). A bad mapping stops at validation,
+// before any communication.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -96,6 +99,14 @@ ZooRun deepseek(const std::string& model, int layers, int pipeline, int virtual_
   return run;
 }
 
+// The experts' weight gradients of 3 micro-batches at a time, which divides
+// neither a step's 8 micro-batches (DP1) nor its 4 (DP2): the trainer
+// flushes the remainder.
+ZooRun with_wgrad_microbatches(ZooRun run) {
+  run.flags.insert(run.flags.end(), {"--moe-wgrad-microbatches", "3"});
+  return run;
+}
+
 ZooRun with_distributed_optimizer(ZooRun run) {
   run.distributed_optimizer = true;
   return run;
@@ -132,6 +143,7 @@ INSTANTIATE_TEST_SUITE_P(
         PipelineCase{"pp2_vpp2", 2, pipelined("tiny-mixtral", 4, 2, 2)},
         // Interleaved with uneven stages: stage 0 holds 0 and 3, stage 1 1-2 and 4-5.
         PipelineCase{"pp2_vpp2_first2_last4", 2, pipelined("tiny-qwen3-moe", 6, 2, 2, 2, 4)},
+        PipelineCase{"pp2_vpp2_wgrad_microbatches", 2, with_wgrad_microbatches(pipelined("tiny-mixtral", 4, 2, 2))},
         // Aux-loss-free routing: each stage moves its own layers' expert biases.
         PipelineCase{"deepseek_v3_pp2_expert_bias", 2,
                      with_distributed_optimizer(deepseek("tiny-deepseek-v3", 4, 2))},
@@ -144,6 +156,8 @@ INSTANTIATE_TEST_SUITE_P(
         // of each stage split over its two ranks; plain Adam's gradient norm.
         PipelineCase{"deepseek_ep2_pp2_alltoall", 4,
                      with_expert_parallel(deepseek("tiny-deepseek-v2", 4, 2), 2, "alltoall")},
+        PipelineCase{"deepseek_ep2_pp2_alltoall_wgrad_microbatches", 4,
+                     with_wgrad_microbatches(with_expert_parallel(deepseek("tiny-deepseek-v2", 4, 2), 2, "alltoall"))},
         PipelineCase{"deepseek_ep2_pp2_vpp2_allgather_distributed_optimizer", 4,
                      with_distributed_optimizer(
                          with_expert_parallel(deepseek("tiny-deepseek-v2", 4, 2, 2), 2, "allgather"))},

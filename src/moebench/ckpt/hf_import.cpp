@@ -284,6 +284,8 @@ void load_hf_weights(model::GPTModel& model, const SafetensorsCheckpoint& checkp
 }
 
 std::map<std::string, Tensor> export_hf_tensors(model::GPTModel& model, bool gradients) {
+  // The whole gradients: what --moe-wgrad-microbatches still keeps is added first.
+  if (gradients) model.flush_weight_gradients();
   const std::vector<HfTensorMapping> mappings = hf_tensor_mappings(model.config());
   // First pass: each hub tensor's row count, from the pieces that cover it.
   std::map<std::string, std::vector<int64_t>> shapes;

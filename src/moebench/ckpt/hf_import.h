@@ -68,7 +68,9 @@ std::vector<HfTensorMapping> hf_buffer_mappings(const config::ModelConfig& confi
 // part of the model would take.
 void load_hf_weights(model::GPTModel& model, const SafetensorsCheckpoint& checkpoint);
 
-// The model's values (or gradients) in hub names and layout, float32.
+// The model's values (or gradients, after adding any weight gradients the
+// routed experts still keep: GPTModel::flush_weight_gradients) in hub names
+// and layout, float32.
 std::map<std::string, Tensor> export_hf_tensors(model::GPTModel& model, bool gradients);
 
 }  // namespace moebench::ckpt

@@ -105,6 +105,8 @@ constexpr std::array kFlags = {
     FlagSpec{"--moe-token-dispatcher-type", K::String, "allgather, alltoall or flex"},
     FlagSpec{"--moe-grouped-gemm", K::Bool, "experts as one grouped GEMM"},
     FlagSpec{"--moe-permute-fusion", K::Bool, "fused permute/unpermute"},
+    FlagSpec{"--moe-wgrad-microbatches", K::Int,
+             "moebench: routed experts' weight gradients of N micro-batches computed together (1: Megatron's)"},
     FlagSpec{"--moe-expert-capacity-factor", K::Float, "capacity factor (token dropping)"},
     FlagSpec{"--moe-pad-expert-input-to-capacity", K::Bool, "pad expert inputs to the capacity"},
     FlagSpec{"--moe-token-drop-policy", K::String, "probs or position"},

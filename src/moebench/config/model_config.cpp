@@ -119,6 +119,7 @@ ModelConfig model_config_from_flags(const FlagMap& flags, int tensor_parallel) {
                              {"flex", Dispatcher::Flex}});
     moe.grouped_gemm = flags.get_bool("--moe-grouped-gemm");
     moe.permute_fusion = flags.get_bool("--moe-permute-fusion");
+    moe.wgrad_microbatches = static_cast<int>(flags.get_int("--moe-wgrad-microbatches", 1));
   }
   return m;
 }

@@ -54,6 +54,10 @@ struct MoeConfig {
   Dispatcher dispatcher = Dispatcher::AllGather;
   bool grouped_gemm = false;
   bool permute_fusion = false;
+  // moebench's --moe-wgrad-microbatches: the routed experts' weight gradients
+  // of this many micro-batches are computed together (1: each in its own
+  // backward, as Megatron does).
+  int wgrad_microbatches = 1;
 };
 
 struct ModelConfig {

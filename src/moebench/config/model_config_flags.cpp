@@ -92,6 +92,8 @@ FlagMap model_config_flags(const ModelConfig& m) {
   set("--moe-token-dispatcher-type", dispatcher_name(moe.dispatcher));
   flags.set_bool("--moe-grouped-gemm", moe.grouped_gemm);
   flags.set_bool("--moe-permute-fusion", moe.permute_fusion);
+  // moebench's own flag, named only where it departs from Megatron's behaviour.
+  if (moe.wgrad_microbatches != 1) number("--moe-wgrad-microbatches", moe.wgrad_microbatches);
   return flags;
 }
 

@@ -146,6 +146,16 @@ void validate_router(const ModelConfig& m) {
 
 }  // namespace
 
+void validate_wgrad_microbatches(const MoeConfig& moe) {
+  const std::string flag = "--moe-wgrad-microbatches " + to_string(moe.wgrad_microbatches);
+  require(moe.wgrad_microbatches >= 1, flag + " must be at least 1 (1 computes the routed experts' weight "
+                                              "gradients in every micro-batch's backward, as Megatron does)");
+  // The per-expert loop computes its weight gradients inside its backward.
+  require(moe.wgrad_microbatches == 1 || moe.grouped_gemm,
+          flag + " batches the weight gradients of the grouped experts only; add --moe-grouped-gemm, or set "
+                 "--moe-wgrad-microbatches 1");
+}
+
 void validate(const ModelConfig& model, const ParallelConfig& parallel) {
   validate_sizes(parallel);
   validate_mapping(model, parallel);
@@ -154,6 +164,7 @@ void validate(const ModelConfig& model, const ParallelConfig& parallel) {
   validate_pipeline(model, parallel);
   validate_sequence(model, parallel);
   validate_router(model);
+  if (model.is_moe()) validate_wgrad_microbatches(model.moe);
 }
 
 }  // namespace moebench::config

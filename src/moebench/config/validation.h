@@ -8,4 +8,8 @@ namespace moebench::config {
 
 void validate(const ModelConfig& model, const ParallelConfig& parallel);
 
+// The rule of --moe-wgrad-microbatches alone: validate checks it for a MoE
+// model, and so does GroupedExperts, which tests build without validate.
+void validate_wgrad_microbatches(const MoeConfig& moe);
+
 }  // namespace moebench::config

@@ -377,7 +377,15 @@ std::vector<Buffer> GPTModel::buffers() {
   return buffers;
 }
 
+void GPTModel::flush_weight_gradients() {
+  for (TransformerLayer* layer : impl_->all_layers())
+    if (MoELayer* moe = layer->moe()) moe->experts.flush_weight_gradients();
+}
+
 void GPTModel::zero_grad() {
+  // Kept operands are gradient not yet added: zeroing the gradients drops them.
+  for (TransformerLayer* layer : impl_->all_layers())
+    if (MoELayer* moe = layer->moe()) moe->experts.discard_weight_gradients();
   for (Parameter* parameter : parameters()) ops::zero_(parameter->grad);
 }
 

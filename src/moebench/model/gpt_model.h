@@ -105,8 +105,15 @@ class GPTModel {
   ForwardOutput forward(const Tensor& input_ids, const Tensor& labels, const Tensor& loss_mask,
                         bool keep_logits = false);
   // Backpropagates d(lm_loss + aux_loss) scaled by `loss_scale` (e.g. 1/num_microbatches),
-  // accumulating into every parameter's grad.
+  // accumulating into every parameter's grad (the routed experts' weights
+  // possibly later: see flush_weight_gradients).
   void backward(double loss_scale);
+  // With --moe-wgrad-microbatches N > 1 the routed experts add their weight
+  // gradients once per N backwards (GroupedExperts); this adds those of the
+  // backwards since, on every model chunk. Call it after the last backward,
+  // before reading the gradients (the trainer does, each step). A no-op
+  // otherwise.
+  void flush_weight_gradients();
 
   // Pipeline parallelism: model chunk `chunk`'s forward on microbatch
   // `microbatch`, keeping what its backward needs until backward_chunk (or
@@ -128,6 +135,8 @@ class GPTModel {
   Parameter& parameter(const std::string& name);  // throws Error naming the unknown parameter
   // Non-trained state that checkpoints keep (router expert biases).
   std::vector<Buffer> buffers();
+  // Also drops the routed experts' weight-gradient operands still kept: their
+  // gradients would be zeroed too.
   void zero_grad();
   // Aux-loss-free routing: after the optimizer step, move each MoE layer's
   // expert bias by its update rate towards balanced load (no-op otherwise),

@@ -73,7 +73,9 @@ MemoryEstimate estimate_memory(const config::ModelConfig& m, const config::Paral
     e.optimizer = p.distributed_optimizer ? e.optimizer_distributed : e.optimizer_replicated;
 
     double per_microbatch = 0, one_layer_max = 0;
+    int moe_layers = 0;
     for (int i = 0; i < stage_layers[stage]; ++i) {
+      moe_layers += m.moe.is_moe_layer[first_layer + i];
       double layer = layer_activation_bytes_per_token(m, first_layer + i) * tokens / activation_split;
       one_layer_max = std::max(one_layer_max, layer);
       per_microbatch += recompute.full ? m.hidden_size * kBf16 * tokens / activation_split : layer;
@@ -87,6 +89,13 @@ MemoryEstimate estimate_memory(const config::ModelConfig& m, const config::Paral
     if (p.virtual_stages > 1) in_flight *= 1.0 + (p.pipeline - 1.0) / (p.pipeline * p.virtual_stages);
     e.microbatches_in_flight = std::min(in_flight, static_cast<double>(p.num_microbatches()));
     e.activations = e.activations_per_microbatch * e.microbatches_in_flight;
+    // Past its backward a microbatch keeps, per MoE layer and routed row (top-k
+    // copies of its tokens, split as the activations are), fc2's dout (h) and
+    // act (ffn) and fc1's dfc1 (2 ffn) and input (h), until the N-th is added.
+    e.kept_wgrad_microbatches = std::min(m.moe.wgrad_microbatches, p.num_microbatches()) - 1;
+    const double routed_rows = tokens * m.moe.topk / activation_split;
+    e.kept_wgrad_operands = e.kept_wgrad_microbatches * moe_layers * routed_rows *
+                            (2.0 * m.hidden_size + 3.0 * m.moe.ffn_hidden_size) * kBf16;
     e.workspace = kWorkspaceBytes;
     if (stage == 0 || e.total() > best.total()) best = e;
     first_layer += stage_layers[stage];

@@ -28,8 +28,10 @@ struct MemoryEstimate {
   double activations_per_microbatch = 0;
   double microbatches_in_flight = 0;
   double activations = 0;
+  int kept_wgrad_microbatches = 0;  // --moe-wgrad-microbatches N: min(N, microbatches) - 1
+  double kept_wgrad_operands = 0;   // the routed experts' weight-gradient operands those keep (bf16)
   double workspace = 0;              // library workspaces and allocator slack
-  double total() const { return weights + gradients + optimizer + activations + workspace; }
+  double total() const { return weights + gradients + optimizer + activations + kept_wgrad_operands + workspace; }
 };
 
 // Bytes per GPU on the stage with the largest total; `precision`: the

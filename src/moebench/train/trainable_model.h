@@ -18,6 +18,10 @@ class TrainableModel {
   virtual model::ForwardOutput forward(const data::Microbatch& batch) = 0;
   // Accumulates d(lm_loss + aux_loss) x loss_scale into the gradients.
   virtual void backward(double loss_scale) = 0;
+  // Adds the gradients a model defers past its backwards (GPTModel's routed
+  // experts under --moe-wgrad-microbatches > 1); the trainer calls it after a
+  // step's last backward, before the gradients are reduced. None by default.
+  virtual void flush_weight_gradients() {}
   virtual std::vector<model::Parameter*> parameters() = 0;
   virtual void zero_grad() = 0;
   // After an applied optimizer step; the routed-token counts are summed over
@@ -43,6 +47,9 @@ class TrainableModelRef final : public TrainableModel {
     return model_.forward(batch.tokens, batch.labels, batch.loss_mask);
   }
   void backward(double loss_scale) override { model_.backward(loss_scale); }
+  void flush_weight_gradients() override {
+    if constexpr (requires { model_.flush_weight_gradients(); }) model_.flush_weight_gradients();
+  }
   std::vector<model::Parameter*> parameters() override { return model_.parameters(); }
   void zero_grad() override { model_.zero_grad(); }
   void update_expert_bias(dist::Communicator& token_count_group) override {

@@ -212,6 +212,8 @@ Trainer::StepResult Trainer::train_step(int64_t iteration) {
     forward_backward_pipelined(step);
   else
     forward_backward(step);
+  // Weight gradients a model still defers (--moe-wgrad-microbatches) belong to this step.
+  model_.flush_weight_gradients();
   timers_.stop("forward-backward");
   timers_.start("all-grads-sync");
   gradients_.reduce();

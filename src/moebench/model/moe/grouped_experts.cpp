@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "moebench/config/validation.h"
 #include "moebench/core/error.h"
 #include "moebench/model/parameter_init.h"
 #include "moebench/ops/elementwise.h"
@@ -90,7 +91,9 @@ GroupedExperts::GroupedExperts(const std::string& prefix, const config::ModelCon
                                int64_t first_expert, int64_t num_local_experts)
     : grouped_gemm(config.moe.grouped_gemm),
       hidden_(config.hidden_size),
-      ffn_(config.moe.ffn_hidden_size) {
+      ffn_(config.moe.ffn_hidden_size),
+      wgrad_microbatches_(config.moe.wgrad_microbatches) {
+  config::validate_wgrad_microbatches(config.moe);
   if (first_expert < 0 || num_local_experts < 1 || first_expert + num_local_experts > config.moe.num_experts)
     throw Error("GroupedExperts: experts [" + std::to_string(first_expert) + ", " +
                 std::to_string(first_expert + num_local_experts) + ") are not among the model's " +
@@ -148,36 +151,60 @@ Tensor GroupedExperts::backward(const Tensor& dout, const Context& context) {
   Tensor dact = ops::empty_like(dout, {rows, ffn_});
   Tensor dfc1 = ops::empty_like(dout, {rows, 2 * ffn_});
   if (dout.device().is_cuda()) {
-    Tensor fc1_grads = stacked(linear_fc1_, true), fc2_grads = stacked(linear_fc2_, true);
     ops::m_grouped_gemm_nn_contiguous(dact, dout, stacked(linear_fc2_, false), context.group_counts);
-    ops::k_grouped_gemm_tn_contiguous(fc2_grads, dout, context.act, context.group_counts);
     ops::swiglu_backward(dfc1, dact, context.fc1);
     ops::m_grouped_gemm_nn_contiguous(dinp, dfc1, stacked(linear_fc1_, false), context.group_counts);
-    ops::k_grouped_gemm_tn_contiguous(fc1_grads, dfc1, context.inp, context.group_counts);
-    return dinp;
-  }
-  if (grouped_gemm) {
+  } else if (grouped_gemm) {
     m_grouped_gemm_nn_contiguous(dact, dout, linear_fc2_, counts);
-    k_grouped_gemm_tn_contiguous(linear_fc2_, dout, context.act, counts);
     ops::swiglu_backward(dfc1, dact, context.fc1);
     m_grouped_gemm_nn_contiguous(dinp, dfc1, linear_fc1_, counts);
-    k_grouped_gemm_tn_contiguous(linear_fc1_, dfc1, context.inp, counts);
+  } else {
+    int64_t row = 0;
+    Tensor no_bias;
+    for (size_t e = 0; e < linear_fc1_.size(); ++e) {
+      const int64_t m = counts[e];
+      if (m == 0) continue;
+      Tensor dact_e = rows_of(dact, row, m), dfc1_e = rows_of(dfc1, row, m), dinp_e = rows_of(dinp, row, m);
+      ops::linear_backward(dact_e, linear_fc2_[e].grad, no_bias, rows_of(dout, row, m),
+                           rows_of(context.act, row, m), linear_fc2_[e].value);
+      ops::swiglu_backward(dfc1_e, dact_e, rows_of(context.fc1, row, m));
+      ops::linear_backward(dinp_e, linear_fc1_[e].grad, no_bias, dfc1_e, rows_of(context.inp, row, m),
+                           linear_fc1_[e].value);
+      row += m;
+    }
     return dinp;
   }
-  int64_t row = 0;
-  Tensor no_bias;
-  for (size_t e = 0; e < linear_fc1_.size(); ++e) {
-    const int64_t m = counts[e];
-    if (m == 0) continue;
-    Tensor dact_e = rows_of(dact, row, m), dfc1_e = rows_of(dfc1, row, m), dinp_e = rows_of(dinp, row, m);
-    ops::linear_backward(dact_e, linear_fc2_[e].grad, no_bias, rows_of(dout, row, m), rows_of(context.act, row, m),
-                         linear_fc2_[e].value);
-    ops::swiglu_backward(dfc1_e, dact_e, rows_of(context.fc1, row, m));
-    ops::linear_backward(dinp_e, linear_fc1_[e].grad, no_bias, dfc1_e, rows_of(context.inp, row, m),
-                         linear_fc1_[e].value);
-    row += m;
-  }
+  kept_.push_back({counts, context.group_counts, dout, context.act, dfc1, context.inp});
+  if (int(kept_.size()) == wgrad_microbatches_) flush_weight_gradients();
   return dinp;
+}
+
+void GroupedExperts::flush_weight_gradients() {
+  if (kept_.empty()) return;
+  if (kept_.front().dout.device().is_cuda()) {
+    Tensor fc1_grads = stacked(linear_fc1_, true), fc2_grads = stacked(linear_fc2_, true);
+    if (kept_.size() == 1) {
+      // One micro-batch (always with N = 1): Megatron's per-micro-batch k-grouped GEMM.
+      const WeightGradientOperands& only = kept_.front();
+      ops::k_grouped_gemm_tn_contiguous(fc2_grads, only.dout, only.act, only.group_counts);
+      ops::k_grouped_gemm_tn_contiguous(fc1_grads, only.dfc1, only.inp, only.group_counts);
+    } else {
+      std::vector<ops::WeightGradientSegment> fc2_segments, fc1_segments;
+      for (const WeightGradientOperands& kept : kept_) {
+        fc2_segments.push_back({kept.dout, kept.act, kept.group_counts});
+        fc1_segments.push_back({kept.dfc1, kept.inp, kept.group_counts});
+      }
+      ops::k_grouped_gemm_tn_contiguous(fc2_grads, fc2_segments);
+      ops::k_grouped_gemm_tn_contiguous(fc1_grads, fc1_segments);
+    }
+  } else {
+    // In backward order, so each gradient accumulates exactly as with N = 1.
+    for (const WeightGradientOperands& kept : kept_) {
+      k_grouped_gemm_tn_contiguous(linear_fc2_, kept.dout, kept.act, kept.tokens_per_expert);
+      k_grouped_gemm_tn_contiguous(linear_fc1_, kept.dfc1, kept.inp, kept.tokens_per_expert);
+    }
+  }
+  kept_.clear();
 }
 
 std::vector<std::vector<Parameter*>> GroupedExperts::stacked_parameter_groups() {

@@ -10,6 +10,16 @@
 //                (Megatron's SequentialMLP).
 // Both keep TEGroupedMLP's parameter names, so checkpoints are the same.
 //
+// The weight gradient (--moe-wgrad-microbatches N, grouped path only): with
+// N = 1, as Megatron, each backward adds its micro-batch's fp32 weight
+// gradient at once. With N > 1 a backward returns the data gradient and keeps
+// the weight gradient's operands (fc2: dout and act; fc1: dfc1 and inp; the
+// counts); the backward that keeps the N-th adds the N micro-batches'
+// gradients together, so on Hopper the fp32 gradients are read and written
+// once per N micro-batches instead of once per micro-batch. What is kept
+// costs the memory of those operands until then; flush_weight_gradients()
+// adds a remainder of fewer than N before anyone reads the gradients.
+//
 // Parameters under `prefix` (decoder.layers.N.mlp.experts), for each expert e
 // this rank holds (all E on one rank; with expert parallelism its ep rank's
 // L = E / EP experts from first_expert on, named by their global index as in
@@ -49,7 +59,14 @@ class GroupedExperts {
   Tensor forward(const Tensor& inp, const std::vector<int64_t>& tokens_per_expert, Context& context) const {
     return forward(inp, tokens_per_expert, Tensor(), context);
   }
+  // Returns the data gradient; adds the weight gradients now, or keeps them
+  // for later with --moe-wgrad-microbatches > 1 (see above).
   Tensor backward(const Tensor& dout, const Context& context);
+  // Adds the weight gradients of the micro-batches kept so far and releases
+  // their operands (nothing to do when none are kept).
+  void flush_weight_gradients();
+  // Releases the kept operands without adding them: for gradients about to be zeroed.
+  void discard_weight_gradients() { kept_.clear(); }
 
   // true: grouped GEMMs; false: the per-expert loop. Both give the same numbers.
   bool grouped_gemm = false;
@@ -60,9 +77,19 @@ class GroupedExperts {
   std::vector<std::vector<Parameter*>> stacked_parameter_groups();
 
  private:
+  // One micro-batch's operands of the weight gradients, kept until they are added.
+  struct WeightGradientOperands {
+    std::vector<int64_t> tokens_per_expert;  // the CPU's counts
+    Tensor group_counts;                     // the GPU's
+    Tensor dout, act;                        // fc2: dout^T @ act per expert
+    Tensor dfc1, inp;                        // fc1: dfc1^T @ inp per expert
+  };
+
   int64_t hidden_, ffn_;
+  int wgrad_microbatches_;
   std::vector<Parameter> linear_fc1_;  // L x [2*ffn, h]
   std::vector<Parameter> linear_fc2_;  // L x [h, ffn]
+  std::vector<WeightGradientOperands> kept_;  // fewer than wgrad_microbatches_ between backwards
 };
 
 }  // namespace moebench::model

@@ -118,15 +118,44 @@ TEST(WgradMicrobatches, ExpertGradientsArriveAtTheNthBackwardOrAtTheFlush) {
   expect_same_gradients("after a second flush");
 }
 
-TEST(WgradMicrobatches, DiscardDropsWhatIsKept) {
+// Stale values in every expert gradient, as a previous step leaves them.
+void make_gradients_stale(GroupedExperts& experts) {
+  for (Parameter* parameter : parameters_of(experts)) parameter->grad.copy_from(filled(parameter->grad.shape(), 9));
+}
+
+TEST(WgradMicrobatches, ZeroGradDropsWhatIsKeptAndTheFlushZeroes) {
   GroupedExperts experts("experts", tiny_config(2), 3);
   const ExpertRows rows = expert_rows(0);
   GroupedExperts::Context context;
   experts.forward(rows.inp, rows.counts, context);
   experts.backward(rows.dout, context);
-  experts.discard_weight_gradients();
+  make_gradients_stale(experts);
+  experts.zero_grad();
   experts.flush_weight_gradients();
   for (Parameter* parameter : parameters_of(experts)) EXPECT_TRUE(all_zero(parameter->grad)) << parameter->name;
+}
+
+// With N > 1 zero_grad leaves the zeroing to the first flush, which
+// overwrites the stale gradients: the same gradients as zeroing first.
+TEST(WgradMicrobatches, TheFirstFlushAfterZeroGradOverwrites) {
+  GroupedExperts once("experts", tiny_config(1), 3);
+  GroupedExperts batched("experts", tiny_config(2), 3);
+  make_gradients_stale(once);
+  make_gradients_stale(batched);
+  once.zero_grad();
+  batched.zero_grad();
+  for (int microbatch = 0; microbatch < 3; ++microbatch) {  // a flush at the 2nd, a remainder of one
+    const ExpertRows rows = expert_rows(microbatch);
+    GroupedExperts::Context once_context, batched_context;
+    once.forward(rows.inp, rows.counts, once_context);
+    batched.forward(rows.inp, rows.counts, batched_context);
+    once.backward(rows.dout, once_context);
+    batched.backward(rows.dout, batched_context);
+  }
+  batched.flush_weight_gradients();
+  const std::vector<Parameter*> reference = parameters_of(once), kept = parameters_of(batched);
+  for (size_t p = 0; p < kept.size(); ++p)
+    EXPECT_LT(relative_difference(kept[p]->grad, reference[p]->grad), 1e-6) << kept[p]->name;
 }
 
 std::string construction_error(const ModelConfig& config) {

@@ -18,8 +18,11 @@ MOEBENCH_CONFIG_DIR=$root/configs OUTPUT_PATH=$scratch/run "$moebench" run --mod
 
 python3 - "$scratch/trace.json" <<'PY'
 import collections, json, sys
-events = json.load(open(sys.argv[1]))["traceEvents"]
-assert events and all(e["ph"] == "X" and e["dur"] >= 0 for e in events), "not complete events"
+trace = json.load(open(sys.argv[1]))["traceEvents"]
+names = [e for e in trace if e["ph"] == "M"]
+assert [e["args"]["name"] for e in names] == ["host"], f"thread names {names}"  # a CPU run: one timeline
+events = [e for e in trace if e["ph"] != "M"]
+assert events and all(e["ph"] == "X" and e["dur"] >= 0 and e["tid"] == 0 for e in events), "not complete events"
 iterations = sorted({e["args"]["iteration"] for e in events})
 assert iterations == [2, 3], f"profiled iterations {iterations}"
 layers = collections.Counter(e["name"] for e in events if e["name"].startswith("layer "))

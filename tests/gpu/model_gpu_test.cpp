@@ -185,8 +185,11 @@ Batch make_batch(int64_t batch, int64_t seq, int64_t vocab, uint64_t seed) {
 }
 
 std::vector<double> train_losses(const std::string& fixture, bool on_gpu, int iterations,
-                                 const train::OptimizerPrecision& precision = {}) {
+                                 const train::OptimizerPrecision& precision = {}, int microbatches = 2,
+                                 int wgrad_microbatches = 1) {
   ckpt::HfModelSpec spec = ckpt::read_hf_config(fixture_dir(fixture) / "config.json");
+  spec.config.moe.wgrad_microbatches = wgrad_microbatches;
+  if (wgrad_microbatches > 1) spec.config.moe.grouped_gemm = true;  // what N > 1 requires (the GPU's path anyway)
   model::GPTModel model = on_gpu ? model::GPTModel(spec.config, 42, spec.conventions, model::ModelPlacement::cuda(0))
                                  : model::GPTModel(spec.config, 42, spec.conventions);
   train::AdamOptions options;
@@ -198,12 +201,14 @@ std::vector<double> train_losses(const std::string& fixture, bool on_gpu, int it
   for (int i = 0; i < iterations; ++i) {
     model.zero_grad();
     double loss = 0;
-    for (int m = 0; m < 2; ++m) {  // two microbatches per step
-      const Batch batch = make_batch(2, 32, std::min<int64_t>(vocab, spec.config.vocab_size), uint64_t(i * 2 + m));
+    for (int m = 0; m < microbatches; ++m) {
+      const Batch batch = make_batch(2, 32, std::min<int64_t>(vocab, spec.config.vocab_size),
+                                     uint64_t(i * microbatches + m));
       const model::ForwardOutput out = model.forward(batch.ids, batch.labels, Tensor());
-      model.backward(0.5);
-      loss += (out.lm_loss + out.aux_loss) / 2;
+      model.backward(1.0 / microbatches);
+      loss += (out.lm_loss + out.aux_loss) / microbatches;
     }
+    model.flush_weight_gradients();
     const train::OptimizerStep step = optimizer.step(1e-3);
     EXPECT_TRUE(step.applied) << fixture << " iteration " << i;
     losses.push_back(loss);
@@ -246,6 +251,22 @@ TEST_P(ModelGpuTraining, Bf16MomentsFollowTheCpuLossCurve) {
   EXPECT_LT(gpu.back(), gpu.front() * 0.9);
   std::printf("[%s] bf16 moments: loss CPU %.4f -> %.4f, GPU %.4f -> %.4f over %d iterations\n", GetParam().c_str(),
               cpu.front(), cpu.back(), gpu.front(), gpu.back(), iterations);
+}
+
+// --moe-wgrad-microbatches 2 over five micro-batches: the first flush
+// overwrites the gradients zero_grad left stale, the second adds two
+// segments, the last one remainder. The routed experts' weight gradients
+// differ from N = 1 by fp32 rounding only, so the losses stay together.
+TEST_P(ModelGpuTraining, WgradMicrobatchesFollowTheDefault) {
+  const int iterations = 10, microbatches = 5;
+  const std::vector<double> each = train_losses(GetParam(), true, iterations, {}, microbatches, 1);
+  const std::vector<double> batched = train_losses(GetParam(), true, iterations, {}, microbatches, 2);
+  for (int i = 0; i < iterations; ++i)
+    EXPECT_LT(std::abs(batched[i] - each[i]) / std::abs(each[i]), 1e-3)
+        << GetParam() << " iteration " << i + 1 << ": N=2 " << batched[i] << ", N=1 " << each[i];
+  EXPECT_LT(batched.back(), batched.front());
+  std::printf("[%s] --moe-wgrad-microbatches 2: loss %.5f -> %.5f (N=1: %.5f -> %.5f) over %d iterations\n",
+              GetParam().c_str(), batched.front(), batched.back(), each.front(), each.back(), iterations);
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, ModelGpuTraining, ::testing::Values("tiny-deepseek-v2", "tiny-mixtral"),

@@ -5,6 +5,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <unordered_set>
 #include <utility>
 
 #include "moebench/core/error.h"
@@ -383,10 +384,18 @@ void GPTModel::flush_weight_gradients() {
 }
 
 void GPTModel::zero_grad() {
-  // Kept operands are gradient not yet added: zeroing the gradients drops them.
-  for (TransformerLayer* layer : impl_->all_layers())
-    if (MoELayer* moe = layer->moe()) moe->experts.discard_weight_gradients();
-  for (Parameter* parameter : parameters()) ops::zero_(parameter->grad);
+  // The routed experts zero their own gradients (possibly later, by the
+  // first flush overwriting them: GroupedExperts::zero_grad).
+  std::unordered_set<const Parameter*> experts;
+  for (TransformerLayer* layer : impl_->all_layers()) {
+    if (MoELayer* moe = layer->moe()) {
+      moe->experts.zero_grad();
+      for (const std::vector<Parameter*>& group : moe->experts.stacked_parameter_groups())
+        experts.insert(group.begin(), group.end());
+    }
+  }
+  for (Parameter* parameter : parameters())
+    if (!experts.contains(parameter)) ops::zero_(parameter->grad);
 }
 
 void GPTModel::update_expert_bias(dist::Communicator& token_count_group) {

@@ -1,6 +1,7 @@
 #include "moebench/model/moe/grouped_experts.h"
 
 #include <cmath>
+#include <utility>
 
 #include "moebench/config/validation.h"
 #include "moebench/core/error.h"
@@ -180,10 +181,15 @@ Tensor GroupedExperts::backward(const Tensor& dout, const Context& context) {
 }
 
 void GroupedExperts::flush_weight_gradients() {
-  if (kept_.empty()) return;
+  const bool overwrite = std::exchange(overwrite_on_flush_, false);
+  if (kept_.empty()) {
+    if (overwrite)
+      zero_weight_gradients();
+    return;
+  }
   if (kept_.front().dout.device().is_cuda()) {
     Tensor fc1_grads = stacked(linear_fc1_, true), fc2_grads = stacked(linear_fc2_, true);
-    if (kept_.size() == 1) {
+    if (kept_.size() == 1 && !overwrite) {
       // One micro-batch (always with N = 1): Megatron's per-micro-batch k-grouped GEMM.
       const WeightGradientOperands& only = kept_.front();
       ops::k_grouped_gemm_tn_contiguous(fc2_grads, only.dout, only.act, only.group_counts);
@@ -194,10 +200,13 @@ void GroupedExperts::flush_weight_gradients() {
         fc2_segments.push_back({kept.dout, kept.act, kept.group_counts});
         fc1_segments.push_back({kept.dfc1, kept.inp, kept.group_counts});
       }
-      ops::k_grouped_gemm_tn_contiguous(fc2_grads, fc2_segments);
-      ops::k_grouped_gemm_tn_contiguous(fc1_grads, fc1_segments);
+      const ops::GemmOutput output = overwrite ? ops::GemmOutput::kOverwrite : ops::GemmOutput::kAccumulate;
+      ops::k_grouped_gemm_tn_contiguous(fc2_grads, fc2_segments, output);
+      ops::k_grouped_gemm_tn_contiguous(fc1_grads, fc1_segments, output);
     }
   } else {
+    if (overwrite)
+      zero_weight_gradients();
     // In backward order, so each gradient accumulates exactly as with N = 1.
     for (const WeightGradientOperands& kept : kept_) {
       k_grouped_gemm_tn_contiguous(linear_fc2_, kept.dout, kept.act, kept.tokens_per_expert);
@@ -205,6 +214,17 @@ void GroupedExperts::flush_weight_gradients() {
     }
   }
   kept_.clear();
+}
+
+void GroupedExperts::zero_weight_gradients() {
+  for (std::vector<Parameter>* weights : {&linear_fc1_, &linear_fc2_})
+    for (Parameter& weight : *weights) ops::zero_(weight.grad);
+}
+
+void GroupedExperts::zero_grad() {
+  kept_.clear();  // gradient not yet added, and about to be zeroed
+  overwrite_on_flush_ = true;
+  if (wgrad_microbatches_ == 1) flush_weight_gradients();  // nothing kept: zeroes now
 }
 
 std::vector<std::vector<Parameter*>> GroupedExperts::stacked_parameter_groups() {

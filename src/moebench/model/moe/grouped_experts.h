@@ -18,7 +18,10 @@
 // gradients together, so on Hopper the fp32 gradients are read and written
 // once per N micro-batches instead of once per micro-batch. What is kept
 // costs the memory of those operands until then; flush_weight_gradients()
-// adds a remainder of fewer than N before anyone reads the gradients.
+// adds a remainder of fewer than N before anyone reads the gradients. With
+// N > 1, zero_grad() also leaves the zeroing to the first flush, which writes
+// the sums over the old values instead of adding to zeros: no pass to zero
+// the fp32 gradients and no read of them in that flush.
 //
 // Parameters under `prefix` (decoder.layers.N.mlp.experts), for each expert e
 // this rank holds (all E on one rank; with expert parallelism its ep rank's
@@ -65,8 +68,10 @@ class GroupedExperts {
   // Adds the weight gradients of the micro-batches kept so far and releases
   // their operands (nothing to do when none are kept).
   void flush_weight_gradients();
-  // Releases the kept operands without adding them: for gradients about to be zeroed.
-  void discard_weight_gradients() { kept_.clear(); }
+  // Drops the kept operands and zeroes the experts' gradients: at once with
+  // N = 1, by the next flush (overwriting) with N > 1, so the gradients read
+  // zero or stale until flush_weight_gradients().
+  void zero_grad();
 
   // true: grouped GEMMs; false: the per-expert loop. Both give the same numbers.
   bool grouped_gemm = false;
@@ -85,11 +90,14 @@ class GroupedExperts {
     Tensor dfc1, inp;                        // fc1: dfc1^T @ inp per expert
   };
 
+  void zero_weight_gradients();
+
   int64_t hidden_, ffn_;
   int wgrad_microbatches_;
   std::vector<Parameter> linear_fc1_;  // L x [2*ffn, h]
   std::vector<Parameter> linear_fc2_;  // L x [h, ffn]
   std::vector<WeightGradientOperands> kept_;  // fewer than wgrad_microbatches_ between backwards
+  bool overwrite_on_flush_ = false;           // zero_grad() left the zeroing to the next flush
 };
 
 }  // namespace moebench::model

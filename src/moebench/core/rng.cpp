@@ -1,6 +1,7 @@
 #include "moebench/core/rng.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <numbers>
 #include <string>
@@ -73,7 +74,10 @@ void fill_from_global_index(Tensor& tensor, const ShardPlacement& placement, con
   int64_t shard_start = 0;  // global index of the shard's first element
   for (size_t d = 0; d < shape.size(); ++d) shard_start += placement.origin[d] * global_strides[d];
 
-  Tensor values = Tensor::empty(shape, DType::F32);
+  // Straight into the tensor when it is contiguous float32, else through a
+  // float32 copy rounded into the tensor's dtype.
+  const bool direct = tensor.dtype() == DType::F32 && tensor.is_contiguous();
+  Tensor values = direct ? tensor : Tensor::empty(shape, DType::F32);
   float* out = values.data<float>();
   if (placement.global_shape == shape) {
     // The whole tensor: element i is global index i. Each value depends only on
@@ -88,7 +92,7 @@ void fill_from_global_index(Tensor& tensor, const ShardPlacement& placement, con
                            out[local_index] = value_of(uint64_t(global_index));
                          });
   }
-  tensor.copy_from(values);
+  if (!direct) tensor.copy_from(values);
 }
 
 }  // namespace
@@ -128,15 +132,30 @@ uint32_t CounterRng::bits(uint64_t index) const { return block(index / 4)[index 
 
 float CounterRng::uniform(uint64_t index) const { return float(bits(index) >> 8) * kTwoToMinus24; }
 
+namespace {
+
+// Box-Muller on two Philox words: the (cos, sin) normals of one pair.
+std::array<float, 2> box_muller(uint32_t first, uint32_t second) {
+  // u1 in (0, 1] keeps the logarithm finite; u2 in [0, 1).
+  const double u1 = double((first >> 8) + 1) * kTwoToMinus24;
+  const double u2 = double(second >> 8) * kTwoToMinus24;
+  const double radius = std::sqrt(-2.0 * std::log(u1));
+  const double angle = 2.0 * std::numbers::pi * u2;
+  return {float(radius * std::cos(angle)), float(radius * std::sin(angle))};
+}
+
+}  // namespace
+
 float CounterRng::normal(uint64_t index) const {
   const PhiloxCounter words = block(index / 4);
   const uint64_t pair = (index % 4) / 2;
-  // u1 in (0, 1] keeps the logarithm finite; u2 in [0, 1).
-  const double u1 = double((words[2 * pair] >> 8) + 1) * kTwoToMinus24;
-  const double u2 = double(words[2 * pair + 1] >> 8) * kTwoToMinus24;
-  const double radius = std::sqrt(-2.0 * std::log(u1));
-  const double angle = 2.0 * std::numbers::pi * u2;
-  return float(index % 2 == 0 ? radius * std::cos(angle) : radius * std::sin(angle));
+  return box_muller(words[2 * pair], words[2 * pair + 1])[index % 2];
+}
+
+std::array<float, 4> CounterRng::normals(uint64_t block_index) const {
+  const PhiloxCounter words = block(block_index);
+  const std::array<float, 2> low = box_muller(words[0], words[1]), high = box_muller(words[2], words[3]);
+  return {low[0], low[1], high[0], high[1]};
 }
 
 ShardPlacement ShardPlacement::whole(const std::vector<int64_t>& shape) {
@@ -156,6 +175,20 @@ void fill_uniform(Tensor& tensor, const CounterRng& rng, float low, float high) 
 
 void fill_normal(Tensor& tensor, const CounterRng& rng, float mean, float std,
                  const ShardPlacement& placement) {
+  if (tensor.defined() && tensor.device().is_cpu() && tensor.dtype() == DType::F32 && tensor.is_contiguous() &&
+      placement.global_shape == tensor.shape() &&
+      std::all_of(placement.origin.begin(), placement.origin.end(), [](int64_t o) { return o == 0; })) {
+    // The whole tensor: one Philox block and two logarithms per 4 elements.
+    float* out = tensor.data<float>();
+    const int64_t count = tensor.numel();
+    parallel_for((count + 3) / 4, [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) {
+        const std::array<float, 4> values = rng.normals(uint64_t(b));
+        for (int64_t i = 0; i < 4 && 4 * b + i < count; ++i) out[4 * b + i] = float(mean + double(std) * values[i]);
+      }
+    });
+    return;
+  }
   fill_from_global_index(tensor, placement, "fill_normal", [&](uint64_t index) {
     return float(mean + double(std) * rng.normal(index));
   });

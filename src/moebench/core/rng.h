@@ -46,6 +46,8 @@ class CounterRng {
   // stay below sqrt(48 ln 2) ~ 5.77 because the uniforms are 24-bit. Draw a
   // stream either as uniforms or as normals: the two views share counters.
   float normal(uint64_t index) const;
+  // normal(4 * block_index + i) for i = 0..3, from one Philox block.
+  std::array<float, 4> normals(uint64_t block_index) const;
 
  private:
   PhiloxCounter block(uint64_t block_index) const;

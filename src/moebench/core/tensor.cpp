@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -281,6 +282,10 @@ Tensor& Tensor::fill_(double value) {
   alignas(8) unsigned char element[8];
   store_element_from_double(dtype_, value, element);
   const size_t element_size = size_in_bytes(dtype_);
+  if (is_contiguous() && value == 0.0 && !std::signbit(value)) {
+    std::memset(data_ptr(), 0, nbytes());  // zero is all-zero bits in every dtype (parameters' gradients: GBs)
+    return *this;
+  }
   char* base = static_cast<char*>(storage_->data());
   for_each_offset_pair(shape_, strides_, storage_offset_, strides_, storage_offset_,
                        [&](int64_t offset, int64_t) {

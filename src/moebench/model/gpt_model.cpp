@@ -8,6 +8,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include "moebench/core/device_transfer.h"
 #include "moebench/core/error.h"
 #include "moebench/model/embedding.h"
 #include "moebench/model/rmsnorm.h"
@@ -109,19 +110,18 @@ struct GPTModel::Impl {
 namespace {
 
 // Lays `group` out back to back in one allocation on `device`: fp32 main
-// weights (copied from the CPU values), the compute copy in `dtype`, fp32
-// zero gradients; each parameter's tensors become views of these.
+// weights (copied from the CPU values, each straight into its place), the
+// compute copy in `dtype`, fp32 zero gradients; each parameter's tensors
+// become views of these.
 void place_group(const std::vector<Parameter*>& group, Device device, DType dtype) {
   int64_t total = 0;
   for (const Parameter* p : group) total += p->value.numel();
-  Tensor staging = Tensor::empty({total}, DType::F32);
+  const Tensor main = Tensor::empty({total}, DType::F32, device);
   int64_t offset = 0;
   for (const Parameter* p : group) {
-    staging.slice(0, offset, offset + p->value.numel()).view(p->value.shape()).copy_from(p->value);
+    copy_into(main.slice(0, offset, offset + p->value.numel()).view(p->value.shape()), p->value);
     offset += p->value.numel();
   }
-  Tensor on_device = Tensor::empty({0}, dtype, device);
-  const Tensor main = ops::to_device_of(staging, on_device);
   const Tensor value = ops::cast(main, dtype);
   Tensor grad = Tensor::empty({total}, DType::F32, device);
   ops::zero_(grad);

@@ -30,11 +30,15 @@ GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 GPU=${GPU:-unknown}
 mkdir -p "$RUNS_DIR" "$(dirname "$RESULTS")"
 
-# proxy key -> "display name|MODEL|NUM_LAYERS|extra flags"
+# proxy key -> "display name|MODEL|NUM_LAYERS|the proxy's own flags". The
+# routed experts' weight gradient is added once per N micro-batches
+# (--moe-wgrad-microbatches, docs/configuration.md) with N as large as the
+# proxy's memory allows on an 80 GB H100 (Qwen2's kept operands cost 1.9 GB
+# per micro-batch).
 declare -A PROXIES=(
-  [mixtral]="Mixtral-8x7B-L2|Mixtral-8x7B|2|"
-  [deepseek]="DeepSeek-V2-Lite-L4|DeepSeek-V2-Lite|4|--moe-layer-freq ([0]+[1]*3)"
-  [qwen2]="Qwen2-57B-A14B-L2|Qwen2-57B-A14B|2|"
+  [mixtral]="Mixtral-8x7B-L2|Mixtral-8x7B|2|--moe-wgrad-microbatches 4"
+  [deepseek]="DeepSeek-V2-Lite-L4|DeepSeek-V2-Lite|4|--moe-layer-freq ([0]+[1]*3) --moe-wgrad-microbatches 8"
+  [qwen2]="Qwen2-57B-A14B-L2|Qwen2-57B-A14B|2|--moe-wgrad-microbatches 2"
 )
 selected=("$@")
 [ ${#selected[@]} -eq 0 ] && selected=(mixtral deepseek qwen2)
@@ -45,8 +49,7 @@ for key in "${selected[@]}"; do
   IFS='|' read -r name model layers extra <<<"$spec"
   out="$RUNS_DIR/$key"
   rm -rf "$out" && mkdir -p "$out"
-  extra_args=()
-  [ -n "$extra" ] && extra_args=(--moe-layer-freq "${extra#--moe-layer-freq }")
+  read -ra extra_args <<<"$extra"
   echo "== $name: MODEL=$model NUM_LAYERS=$layers ${extra_args[*]:-} ($ITERS iterations)"
   env MODEL="$model" NUM_LAYERS="$layers" TP=1 PP=1 EP=1 CP=1 VPP=1 MBS=1 GBS=8 SEQ_LEN=4096 PR=bf16 \
       GPUS_PER_NODE=1 NNODES=1 \
@@ -54,13 +57,14 @@ for key in "${selected[@]}"; do
       --output-dir "$out" "${extra_args[@]}" ${EXTRA_ARGS:-} >"$out/log.txt" 2>&1
   rc=$?
   tail -n 3 "$out/log.txt"
-  python3 - "$out" "$rc" "$name" "$key" "$GPU" "$COMMIT" "$WARMUP" "$RESULTS" "${EXTRA_ARGS:-}" <<'PY'
+  python3 - "$out" "$rc" "$name" "$key" "$GPU" "$COMMIT" "$WARMUP" "$RESULTS" "${EXTRA_ARGS:-}" "$extra" <<'PY'
 import datetime, json, statistics, sys
-out, rc, name, key, gpu, commit, warmup, results, extra_args = sys.argv[1:]
+out, rc, name, key, gpu, commit, warmup, results, extra_args, proxy_args = sys.argv[1:]
 rc, warmup = int(rc), int(warmup)
 rec = {"system": f"moebench {commit}", "proxy": name, "proxy_key": key, "gpu": gpu, "commit": commit,
        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
        "seq_len": 4096, "micro_batches": 8, "dtype": "bfloat16", "warmup_steps": warmup}
+rec["proxy_args"] = proxy_args
 if extra_args:
     rec["extra_args"] = extra_args
 iters = []

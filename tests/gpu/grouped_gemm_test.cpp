@@ -527,23 +527,30 @@ void time_weight_gradient_over_microbatches(const ExpertProxy& proxy, const char
         ops::cuda::k_grouped_bf16_gemm_tn_contiguous_sm90(dw_each.get(), douts[s].get(), as[s].get(), counts.get(),
                                                           groups, m, n, k, nullptr);
     };
-    const auto once = [&] {
-      ops::cuda::k_grouped_bf16_gemm_tn_contiguous_sm90(dw_once.get(), segments.data(), microbatches,
-                                                        /*accumulate=*/true, groups, n, k, nullptr);
+    const auto once = [&](bool accumulate) {
+      ops::cuda::k_grouped_bf16_gemm_tn_contiguous_sm90(dw_once.get(), segments.data(), microbatches, accumulate,
+                                                        groups, n, k, nullptr);
     };
     const double flops = 2.0 * m * n * k * microbatches;
-    const double each_ms = time_ms(kWarmup, kRepetitions, each), once_ms = time_ms(kWarmup, kRepetitions, once);
+    const double each_ms = time_ms(kWarmup, kRepetitions, each);
+    const double once_ms = time_ms(kWarmup, kRepetitions, [&] { once(true); });
+    const double overwrite_ms = time_ms(kWarmup, kRepetitions, [&] { once(false); });
     std::printf("  %-18s %s wgrad of %d micro-batches: one launch each %7.3f ms %6.1f TFLOP/s | one launch over all "
-                "%7.3f ms %6.1f TFLOP/s\n",
-                proxy.name, matrix, microbatches, each_ms, flops / each_ms / 1e9, once_ms, flops / once_ms / 1e9);
-    MOEBENCH_CUDA_CHECK(cudaMemset(dw_each.get(), 0, groups * n * k * sizeof(float)));
-    MOEBENCH_CUDA_CHECK(cudaMemset(dw_once.get(), 0, groups * n * k * sizeof(float)));
-    each();
-    once();
+                "%7.3f ms %6.1f TFLOP/s | overwriting %7.3f ms %6.1f TFLOP/s\n",
+                proxy.name, matrix, microbatches, each_ms, flops / each_ms / 1e9, once_ms, flops / once_ms / 1e9,
+                overwrite_ms, flops / overwrite_ms / 1e9);
     const std::int64_t every = std::max<std::int64_t>(1, groups * n / 512) | 1;
-    const Difference d = difference(sampled_rows(dw_once.get(), groups * n, k, every),
-                                    sampled_rows(dw_each.get(), groups * n, k, every));
-    EXPECT_LT(d.relative_l2, 1e-5) << proxy.name << " " << matrix << " " << microbatches << " micro-batches";
+    MOEBENCH_CUDA_CHECK(cudaMemset(dw_each.get(), 0, groups * n * k * sizeof(float)));
+    each();
+    const std::vector<float> expected = sampled_rows(dw_each.get(), groups * n, k, every);
+    for (const bool accumulate : {true, false}) {
+      dw_once.poison();
+      if (accumulate) MOEBENCH_CUDA_CHECK(cudaMemset(dw_once.get(), 0, groups * n * k * sizeof(float)));
+      once(accumulate);
+      const Difference d = difference(sampled_rows(dw_once.get(), groups * n, k, every), expected);
+      EXPECT_LT(d.relative_l2, 1e-5) << proxy.name << " " << matrix << " " << microbatches << " micro-batches, "
+                                     << (accumulate ? "accumulating" : "overwriting");
+    }
   }
 }
 

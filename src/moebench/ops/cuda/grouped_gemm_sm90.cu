@@ -57,6 +57,13 @@
 //     where plain copies reach 2.9 TB/s. dw is a 3-D [G, N, K] map: rows past
 //     N and columns past K load as zeros and are not stored, never the next
 //     expert's.
+//   - Several micro-batches at once (version 2.3): the weight gradient takes
+//     up to kMaxKGroupedSegments segments, each with its own operand tensor
+//     maps, counts and capacity, and reduces each group's rows of every
+//     segment in one tile, so dw moves once for all of them. Overwriting
+//     (the first flush after zero_grad) is its own kind: no staging and no
+//     mover, the accumulators stored straight into dw, and with the 128 KiB
+//     of staging free it reduces 64 rows per stage like the M-grouped kinds.
 //   - The tensor maps are encoded on the host per call with
 //     cuTensorMapEncodeTiled, reached through cudaGetDriverEntryPointByVersion
 //     (the non-deprecated form of cudaGetDriverEntryPoint): no -lcuda.
@@ -103,7 +110,11 @@ static_assert(kBlockM == kMathWarpgroups * 64, "each math warpgroup owns 64 rows
 static_assert(kMathRegisters % 8 == 0 && kProducerRegisters % 8 == 0, "setmaxnreg takes multiples of 8");
 static_assert(128 * kProducerRegisters + 128 * kMathWarpgroups * kMathRegisters <= 65536, "register file");
 
-enum class Sm90Kind { kMGroupedNT, kMGroupedNN, kKGroupedTN };
+// The weight gradient comes in two kinds: adding into dw (moved through a
+// shared-memory staging by the mover thread) and overwriting it (stored
+// straight from the accumulators, like the M-grouped epilogue: no staging,
+// so it reduces 64 rows per stage as the M-grouped kinds do).
+enum class Sm90Kind { kMGroupedNT, kMGroupedNN, kKGroupedTN, kKGroupedTNOverwrite };
 
 // Shared memory of one kind (dynamic, from a 1024-byte boundary): A tiles
 // [kStages], B tiles [kStages], the weight gradient's fp32 staging (the whole
@@ -114,15 +125,16 @@ enum class Sm90Kind { kMGroupedNT, kMGroupedNN, kKGroupedTN };
 // staging fit; it walks its tiles without a schedule in shared memory.
 template <Sm90Kind kKind>
 struct SharedLayout {
-  static constexpr bool kKGrouped = kKind == Sm90Kind::kKGroupedTN;
-  static constexpr int kBlockK = kKGrouped ? 32 : 64;  // reduction per stage; 64 bf16 = one 128-byte row
+  static constexpr bool kKGrouped = kKind == Sm90Kind::kKGroupedTN || kKind == Sm90Kind::kKGroupedTNOverwrite;
+  static constexpr bool kStaged = kKind == Sm90Kind::kKGroupedTN;  // dw through shared memory
+  static constexpr int kBlockK = kStaged ? 32 : 64;  // reduction per stage; 64 bf16 = one 128-byte row
   static constexpr int kStages = 4;
   static constexpr int kATileBytes = kBlockM * kBlockK * 2;
   static constexpr int kBTileBytes = kBlockN * kBlockK * 2;
   static constexpr int kStageBytes = kATileBytes + kBTileBytes;
   static constexpr int kPipelineBytes = kStages * kStageBytes;
-  static constexpr int kStagingBytes = kKGrouped ? kMathWarpgroups * kStagingBytesPerWarpgroup : 0;
-  static constexpr int kBarrierBytes = (2 * kStages + (kKGrouped ? 2 : 0)) * 8;
+  static constexpr int kStagingBytes = kStaged ? kMathWarpgroups * kStagingBytesPerWarpgroup : 0;
+  static constexpr int kBarrierBytes = (2 * kStages + (kStaged ? 2 : 0)) * 8;
   static constexpr int kScheduleOffset = kPipelineBytes + kStagingBytes + kBarrierBytes;
   static constexpr int kMaxBytes =
       kAlignmentSlack + kScheduleOffset + (kKGrouped ? 0 : (kMaxGroupedGemmGroups + 1) * kScheduleBytesPerGroup);
@@ -144,9 +156,6 @@ struct Sm90Params {
   int num_segments;
   const std::int32_t* group_counts[kMaxKGroupedSegments];  // on the device
   int m_capacity[kMaxKGroupedSegments];
-  // K-grouped: 1 adds into dw; 0 overwrites it (dw = the sums, empty
-  // groups' dw = 0), so a gradient needs no zeroing and no read.
-  int accumulate;
 };
 
 // The token-side operands' tensor maps, one pair per segment (kernel
@@ -181,8 +190,9 @@ struct Tile {
 
 // An empty group's tile is skipped, unless the weight gradient overwrites
 // dw: then its zeros are stored.
-__device__ __forceinline__ bool skipped(const Tile& t, const Sm90Params& p) {
-  return t.group_rows == 0 && p.accumulate;
+template <Sm90Kind kKind>
+__device__ __forceinline__ bool skipped(const Tile& t) {
+  return t.group_rows == 0 && kKind != Sm90Kind::kKGroupedTNOverwrite;
 }
 
 // Where a CTA's walk over the tiles stands: tiles only increase, so the
@@ -219,7 +229,7 @@ __device__ __forceinline__ Tile locate_tile(long long tile, TileCursor& cursor, 
                                             const int* row_start, const Sm90Params& p) {
   constexpr int kBlockK = SharedLayout<kKind>::kBlockK;
   Tile t;
-  if constexpr (kKind == Sm90Kind::kKGroupedTN) {
+  if constexpr (SharedLayout<kKind>::kKGrouped) {
     const long long per_group = k_grouped_tiles_per_group(p.n, p.k);
     const int group = static_cast<int>(tile / per_group);
     for (; cursor.group < group; ++cursor.group)
@@ -268,7 +278,7 @@ template <Sm90Kind kKind, typename Block>
 __device__ __forceinline__ void for_each_k_block(const Tile& t, const TileCursor& cursor, const Sm90Params& p,
                                                  Block&& block) {
   constexpr int kBlockK = SharedLayout<kKind>::kBlockK;
-  if constexpr (kKind == Sm90Kind::kKGroupedTN) {
+  if constexpr (SharedLayout<kKind>::kKGrouped) {
     for (int s = 0; s < p.num_segments; ++s) {
       const RowSpan span = segment_rows(cursor, s, t.group, p);
       for (int row = 0; row < span.rows; row += kBlockK) block(s, span.begin + row, span.rows - row);
@@ -282,7 +292,7 @@ __device__ __forceinline__ void for_each_k_block(const Tile& t, const TileCursor
 // tiles (K-grouped).
 template <Sm90Kind kKind>
 __device__ __forceinline__ long long total_tiles(const long long* tile_start, const Sm90Params& p) {
-  if constexpr (kKind == Sm90Kind::kKGroupedTN) return p.num_groups * k_grouped_tiles_per_group(p.n, p.k);
+  if constexpr (SharedLayout<kKind>::kKGrouped) return p.num_groups * k_grouped_tiles_per_group(p.n, p.k);
   else return tile_start[p.num_groups];
 }
 
@@ -302,7 +312,7 @@ __device__ void produce(const OperandMaps& maps, const Sm90Params& p, const long
   std::uint32_t iteration = 0;  // k-blocks issued so far, over all tiles of this CTA
   for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     const Tile t = locate_tile<kKind>(tile, cursor, tile_start, row_start, p);
-    if (skipped(t, p)) continue;
+    if (skipped<kKind>(t)) continue;
     for_each_k_block<kKind>(t, cursor, p, [&](int segment, int first, int) {
       const std::uint32_t stage = iteration % Layout::kStages;
       const std::uint32_t lap = (iteration / Layout::kStages) & 1;
@@ -362,11 +372,10 @@ __device__ __forceinline__ void copy_staging(const CUtensorMap* map_dw, const Ti
   }
 }
 
-// K-grouped only, one thread of the producer warpgroup, dw's mover: for each
+// Staged weight gradient only, one thread of the producer warpgroup, dw's mover: for each
 // tile, once the math has added the previous tile into the staging
 // (staging_ready), stores that tile back to dw and, when the TMA unit has
-// read it out, loads this tile's dw values (staging_full; when overwriting,
-// only says the staging is free). Both copies run
+// read it out, loads this tile's dw values (staging_full). Both copies run
 // while the math computes this tile, so the fp32 traffic is off its path;
 // the waits are this thread's, never the math's.
 __device__ void move_weight_gradient_tiles(const CUtensorMap* map_dw, const Sm90Params& p, std::uint32_t staging,
@@ -386,17 +395,13 @@ __device__ void move_weight_gradient_tiles(const CUtensorMap* map_dw, const Sm90
   };
   for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     const Tile t = locate_tile<kKind>(tile, cursor, nullptr, nullptr, p);
-    if (skipped(t, p)) continue;
+    if (skipped<kKind>(t)) continue;
     if (has_previous) {
       store_previous();
       sm90::bulk_wait_group_read<0>();  // the staging is free again
     }
-    if (p.accumulate) {
-      sm90::mbarrier_arrive_expect_tx(staging_full, kMathWarpgroups * kStagingBytesPerWarpgroup);
-      copy_staging<true>(map_dw, t, p, staging, staging_full);
-    } else {
-      sm90::mbarrier_arrive(staging_full);  // nothing to load: the staging is free for the sums
-    }
+    sm90::mbarrier_arrive_expect_tx(staging_full, kMathWarpgroups * kStagingBytesPerWarpgroup);
+    copy_staging<true>(map_dw, t, p, staging, staging_full);
     previous = t;
     has_previous = true;
   }
@@ -406,14 +411,14 @@ __device__ void move_weight_gradient_tiles(const CUtensorMap* map_dw, const Sm90
   }
 }
 
-// K-grouped only: zero the 128-byte rows [valid_rows, 32) of every box of
+// K-grouped only: zero the 128-byte rows [valid_rows, kBlockK) of every box of
 // the stage (2 A boxes, 4 B boxes; a box row is one reduction row), i.e. the
 // rows of the next group that the last, partial k-block loaded. Swizzling
 // permutes chunks within a row, so whole rows stay whole rows. Run by the
 // 256 math threads, then fenced for the async proxy and synchronised.
+template <int kBlockK>
 __device__ __forceinline__ void zero_rows_past_group(std::uint32_t a, std::uint32_t b, int valid_rows,
                                                      int math_thread) {
-  constexpr int kBlockK = SharedLayout<Sm90Kind::kKGroupedTN>::kBlockK;
   constexpr int kBox = mn_major_box_bytes(kBlockK);
   constexpr int kBoxes = (kBlockM + kBlockN) / 64;
   const int chunks_per_box = (kBlockK - valid_rows) * 8;  // 16-byte chunks
@@ -430,14 +435,12 @@ __device__ __forceinline__ void zero_rows_past_group(std::uint32_t a, std::uint3
 // K-grouped epilogue of one math warpgroup: its 64 rows of the tile's dw
 // values, which the mover has brought into the warpgroup's staging (8 boxes
 // of 64 x 32 fp32, 128-byte swizzled: 16-byte chunk c of row r at chunk
-// c ^ (r % 8)), += its accumulators (= when overwriting), in place
-// (ld/st.shared.v2: a warp's 8
+// c ^ (r % 8)), += its accumulators, in place (ld/st.shared.v2: a warp's 8
 // rows x 32 bytes cover every bank twice, no conflict beyond the two
 // wavefronts). Each thread fences its stores for the async proxy and arrives
 // on staging_ready; the mover stores the tile back while the math goes on.
 __device__ __forceinline__ void add_tile_into_staging(const float (&acc)[128], std::uint32_t staging,
-                                                      std::uint32_t staging_ready, bool accumulate, int warp,
-                                                      int lane) {
+                                                      std::uint32_t staging_ready, int warp, int lane) {
   // Register i: row 16*warp + lane/4 + 8*((i/2)%2), column 8*(i/4) +
   // 2*(lane%4) + (i%2) of the warpgroup's 64 x 256; row % 8 == lane / 4.
   const std::uint32_t row_offset = (warp * 16 + lane / 4) * 128 + (lane % 2) * 8;
@@ -450,8 +453,8 @@ __device__ __forceinline__ void add_tile_into_staging(const float (&acc)[128], s
     for (int half = 0; half < 2; ++half) {
       const std::uint32_t address =
           staging + box * kStagingBoxBytes + row_offset + half * 8 * 128 + (chunk ^ (lane / 4)) * 16;
-      float x = 0.0f, y = 0.0f;
-      if (accumulate) asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];\n" : "=f"(x), "=f"(y) : "r"(address) : "memory");
+      float x, y;
+      asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];\n" : "=f"(x), "=f"(y) : "r"(address) : "memory");
       x += acc[4 * j + 2 * half];
       y += acc[4 * j + 2 * half + 1];
       asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(address), "f"(x), "f"(y) : "memory");
@@ -459,6 +462,34 @@ __device__ __forceinline__ void add_tile_into_staging(const float (&acc)[128], s
   }
   sm90::fence_proxy_async_shared();  // our stores, before the TMA unit reads them
   sm90::mbarrier_arrive(staging_ready);
+}
+
+// A math warpgroup's 64 x 256 accumulators stored at `out` (the tile's
+// first element, rows `stride` apart) as bf16 or fp32 pairs, rows <
+// rows_valid and columns < cols_valid only. Register i: row 16*warp + lane/4
+// + 8*((i/2)%2), column 8*(i/4) + 2*(lane%4) + (i%2) of the warpgroup's part.
+template <typename T>
+__device__ __forceinline__ void store_accumulators(const float (&acc)[128], T* out, long long stride, int rows_valid,
+                                                   int cols_valid, int warpgroup, int warp, int lane) {
+  const int row_in_tile = warpgroup * 64 + warp * 16 + lane / 4;
+  const int column_in_tile = 2 * (lane % 4);
+#pragma unroll
+  for (int j = 0; j < kBlockN / 8; ++j) {
+    const int column = column_in_tile + 8 * j;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int row = row_in_tile + 8 * half;
+      if (row < rows_valid && column < cols_valid) {
+        T* element = out + static_cast<long long>(row) * stride + column;
+        if constexpr (std::is_same_v<T, float>) {
+          *reinterpret_cast<float2*>(element) = make_float2(acc[4 * j + 2 * half], acc[4 * j + 2 * half + 1]);
+        } else {
+          *reinterpret_cast<__nv_bfloat162*>(element) =
+              __floats2bfloat162_rn(acc[4 * j + 2 * half], acc[4 * j + 2 * half + 1]);
+        }
+      }
+    }
+  }
 }
 
 // The math warpgroups: for each tile, accumulate 64x256 per warpgroup over
@@ -482,7 +513,7 @@ __device__ void consume(const Sm90Params& p, const long long* tile_start, const 
   std::uint32_t staging_lap = 0;  // K-grouped: tiles added into dw so far, mod 2
   for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     const Tile t = locate_tile<kKind>(tile, cursor, tile_start, row_start, p);
-    if (skipped(t, p)) continue;
+    if (skipped<kKind>(t)) continue;
 #pragma unroll
     for (int i = 0; i < 128; ++i) acc[i] = 0.0f;
 
@@ -494,7 +525,8 @@ __device__ void consume(const Sm90Params& p, const long long* tile_start, const 
       sm90::mbarrier_wait(full + stage * 8, lap);  // TMA bytes of this lap have landed (acquire)
       const std::uint32_t a = a_tiles + stage * Layout::kATileBytes, b = b_tiles + stage * Layout::kBTileBytes;
       if constexpr (kKGrouped) {
-        if (valid_rows < Layout::kBlockK) zero_rows_past_group(a, b, valid_rows, threadIdx.x);  // uniform over the 256
+        if (valid_rows < Layout::kBlockK)
+          zero_rows_past_group<Layout::kBlockK>(a, b, valid_rows, threadIdx.x);  // uniform over the 256
       }
       // Orders earlier register writes to the accumulators (the zeroing) and
       // the generic-proxy zeroing of the stage before the wgmmas below.
@@ -535,37 +567,25 @@ __device__ void consume(const Sm90Params& p, const long long* tile_start, const 
     sm90::fence_registers(acc);   // no accumulator read may move above the wait
     if (blocks_done > 0 && lane == 0) sm90::mbarrier_arrive(empty + previous_stage * 8);
 
-    if constexpr (kKGrouped) {
+    if constexpr (Layout::kStaged) {
       sm90::mbarrier_wait(staging_full, staging_lap);  // the tile's dw values have landed
       staging_lap ^= 1;
-      add_tile_into_staging(acc, staging, staging_ready, p.accumulate, warp, lane);
+      add_tile_into_staging(acc, staging, staging_ready, warp, lane);
+    } else if constexpr (kKGrouped) {
+      // dw[g] is [N, K]: the tile's rows run along N, its columns along K.
+      float* dw = static_cast<float*>(p.out) + (static_cast<long long>(t.group) * p.n + t.m0) * p.k + t.n0;
+      store_accumulators(acc, dw, p.k, p.n - t.m0, p.k - t.n0, warpgroup, warp, lane);
     } else {
-      // Register i: row 16*warp + lane/4 + 8*((i/2)%2), column 8*(i/4) +
-      // 2*(lane%4) + (i%2), within this warpgroup's 64 x 256.
-      const int row_in_tile = warpgroup * 64 + warp * 16 + lane / 4;
-      const int column_in_tile = 2 * (lane % 4);
-      const int cols_valid = out_cols - t.n0;
-      const int rows_valid = t.group_rows - t.m0;  // never past the group: the next group's rows follow
+      // Rows never past the group: the next group's rows follow.
       __nv_bfloat16* out = static_cast<__nv_bfloat16*>(p.out) +
                            (static_cast<long long>(t.group_begin) + t.m0) * out_cols + t.n0;
-#pragma unroll
-      for (int j = 0; j < kBlockN / 8; ++j) {
-        const int column = column_in_tile + 8 * j;
-#pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          const int row = row_in_tile + 8 * half;
-          if (row < rows_valid && column < cols_valid) {
-            *reinterpret_cast<__nv_bfloat162*>(out + static_cast<long long>(row) * out_cols + column) =
-                __floats2bfloat162_rn(acc[4 * j + 2 * half], acc[4 * j + 2 * half + 1]);
-          }
-        }
-      }
+      store_accumulators(acc, out, out_cols, t.group_rows - t.m0, out_cols - t.n0, warpgroup, warp, lane);
     }
   }
 }
 
 // Shared memory as SharedLayout<kKind> says. map_dw: the fp32 [G, N, K]
-// weight gradient (K-grouped only; unused by the M-grouped kinds).
+// weight gradient (the staged kind only; unused by the others).
 template <Sm90Kind kKind>
 __global__ void __launch_bounds__(kThreads, 1)
     grouped_gemm_sm90_kernel(const __grid_constant__ OperandMaps maps, const __grid_constant__ CUtensorMap map_dw,
@@ -582,8 +602,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   const std::uint32_t staging = base + Layout::kPipelineBytes;
   const std::uint32_t full = staging + Layout::kStagingBytes;
   const std::uint32_t empty = full + kStages * 8;
-  const std::uint32_t staging_full = empty + kStages * 8;  // K-grouped only
-  const std::uint32_t staging_ready = staging_full + 8;    // K-grouped only
+  const std::uint32_t staging_full = empty + kStages * 8;  // staged weight gradient only
+  const std::uint32_t staging_ready = staging_full + 8;    // staged weight gradient only
   long long* tile_start = reinterpret_cast<long long*>(shared + Layout::kScheduleOffset);
   int* row_start = reinterpret_cast<int*>(tile_start + p.num_groups + 1);
 
@@ -599,7 +619,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       sm90::mbarrier_init(full + s * 8, 1);                     // the producer's arrive.expect_tx
       sm90::mbarrier_init(empty + s * 8, kMathWarpgroups * 4);  // one arrival per math warp
     }
-    if constexpr (Layout::kKGrouped) {
+    if constexpr (Layout::kStaged) {
       sm90::mbarrier_init(staging_full, 1);                      // the mover's arrive.expect_tx
       sm90::mbarrier_init(staging_ready, 128 * kMathWarpgroups);  // every math thread, its sums staged
     }
@@ -611,7 +631,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     sm90::warpgroup_release_registers<kProducerRegisters>();
     if (threadIdx.x == kMathWarpgroups * 128) {
       produce<kKind>(maps, p, tile_start, row_start, a_tiles, b_tiles, full, empty);
-    } else if (Layout::kKGrouped && threadIdx.x == kMathWarpgroups * 128 + 32) {
+    } else if (Layout::kStaged && threadIdx.x == kMathWarpgroups * 128 + 32) {
       move_weight_gradient_tiles(&map_dw, p, staging, staging_full, staging_ready);
     }
   } else {
@@ -680,7 +700,7 @@ void check_sm90_arguments(const char* name, const void* out, const void* mma_a, 
 
 template <Sm90Kind kKind>
 void launch_sm90(const OperandMaps& maps, const CUtensorMap& map_dw, const Sm90Params& params, cudaStream_t stream) {
-  constexpr bool kKGrouped = kKind == Sm90Kind::kKGroupedTN;
+  constexpr bool kKGrouped = SharedLayout<kKind>::kKGrouped;
   const long long tiles_n = ceil_div(output_columns<kKind>(params.n, params.k), kBlockN);
   // K-grouped: every group's tiles; M-grouped: an upper bound of the tiles
   // the device will find, sum ceil(c/128) <= M/128 + G.
@@ -706,7 +726,6 @@ void launch_sm90(const OperandMaps& maps, const CUtensorMap& map_dw, const Sm90P
 // Parameters with no segment yet; add_segment appends them.
 Sm90Params make_params(void* out, std::int64_t num_groups, std::int64_t n, std::int64_t k) {
   Sm90Params params{};
-  params.accumulate = 1;
   params.out = out;
   params.num_groups = static_cast<int>(num_groups);
   params.n = static_cast<int>(n);
@@ -778,22 +797,26 @@ void k_grouped_bf16_gemm_tn_contiguous_sm90(float* dw, const KGroupedSegment* se
     throw Error(std::string(name) + ": num_segments=" + std::to_string(num_segments) +
                 " must be >= 0, with that many segments");
   if (dw == nullptr) throw Error(std::string(name) + ": dw is null");
-  constexpr int kBlockK = SharedLayout<Sm90Kind::kKGroupedTN>::kBlockK;
   // Overwriting launches once even without segments: it stores the zeros.
   for (int first = 0; first < num_segments || (first == 0 && !accumulate); first += kMaxKGroupedSegments) {
+    const bool overwrite = !accumulate && first == 0;  // later launches add to the first one's sums
+    const int block_k = overwrite ? SharedLayout<Sm90Kind::kKGroupedTNOverwrite>::kBlockK
+                                  : SharedLayout<Sm90Kind::kKGroupedTN>::kBlockK;
     Sm90Params params = make_params(dw, num_groups, n, k);
-    params.accumulate = accumulate || first > 0;  // later launches add to the first one's sums
     OperandMaps maps{};
     for (int s = first; s < std::min(num_segments, first + kMaxKGroupedSegments); ++s) {
       const KGroupedSegment& segment = segments[s];
       check_sm90_arguments(name, dw, segment.dout, segment.a, segment.group_counts, num_groups, segment.m_capacity, n,
                            k);
       if (segment.m_capacity == 0) continue;  // no rows: nothing to add
-      add_segment(params, maps, matrix_map(segment.dout, segment.m_capacity, n, 64, kBlockK),
-                  matrix_map(segment.a, segment.m_capacity, k, 64, kBlockK), segment.group_counts, segment.m_capacity);
+      add_segment(params, maps, matrix_map(segment.dout, segment.m_capacity, n, 64, block_k),
+                  matrix_map(segment.a, segment.m_capacity, k, 64, block_k), segment.group_counts, segment.m_capacity);
     }
-    if (params.num_segments > 0 || !params.accumulate)
+    if (overwrite) {
+      launch_sm90<Sm90Kind::kKGroupedTNOverwrite>(maps, CUtensorMap{}, params, stream);
+    } else if (params.num_segments > 0) {
       launch_sm90<Sm90Kind::kKGroupedTN>(maps, weight_gradient_map(dw, num_groups, n, k), params, stream);
+    }
   }
 }
 

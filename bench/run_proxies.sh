@@ -25,7 +25,7 @@ WARMUP=${WARMUP:-2}
 RUNS_DIR=${RUNS_DIR:-bench/runs}
 RESULTS=${RESULTS:-bench/results/moebench.jsonl}
 COMMIT=${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
-if ! git diff --quiet HEAD 2>/dev/null; then COMMIT="${COMMIT}-dirty"; fi
+if git rev-parse --git-dir >/dev/null 2>&1 && ! git diff --quiet HEAD; then COMMIT="${COMMIT}-dirty"; fi
 GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 GPU=${GPU:-unknown}
 mkdir -p "$RUNS_DIR" "$(dirname "$RESULTS")"

@@ -117,12 +117,13 @@ static_assert(128 * kProducerRegisters + 128 * kMathWarpgroups * kMathRegisters 
 enum class Sm90Kind { kMGroupedNT, kMGroupedNN, kKGroupedTN, kKGroupedTNOverwrite };
 
 // Shared memory of one kind (dynamic, from a 1024-byte boundary): A tiles
-// [kStages], B tiles [kStages], the weight gradient's fp32 staging (the whole
-// tile), full[kStages] and empty[kStages] mbarriers (+ staging_full and
-// staging_ready for the weight gradient), then, M-grouped only,
-// tile_start[G+1] (long long) and row_start[G+1] (int). The weight gradient
-// reduces 32 rows per stage (24 KiB) so that four stages and its 128 KiB of
-// staging fit; it walks its tiles without a schedule in shared memory.
+// [kStages], B tiles [kStages], the staged weight gradient's fp32 staging
+// (the whole tile), full[kStages] and empty[kStages] mbarriers (+
+// staging_full and staging_ready for the staged kind), then, M-grouped only,
+// tile_start[G+1] (long long) and row_start[G+1] (int). The staged weight
+// gradient reduces 32 rows per stage (24 KiB) so that four stages and its
+// 128 KiB of staging fit; both weight-gradient kinds walk their tiles
+// without a schedule in shared memory.
 template <Sm90Kind kKind>
 struct SharedLayout {
   static constexpr bool kKGrouped = kKind == Sm90Kind::kKGroupedTN || kKind == Sm90Kind::kKGroupedTNOverwrite;
@@ -372,10 +373,10 @@ __device__ __forceinline__ void copy_staging(const CUtensorMap* map_dw, const Ti
   }
 }
 
-// Staged weight gradient only, one thread of the producer warpgroup, dw's mover: for each
-// tile, once the math has added the previous tile into the staging
-// (staging_ready), stores that tile back to dw and, when the TMA unit has
-// read it out, loads this tile's dw values (staging_full). Both copies run
+// The staged weight gradient only, one thread of the producer warpgroup,
+// dw's mover: for each tile, once the math has added the previous tile into
+// the staging (staging_ready), stores that tile back to dw and, when the TMA
+// unit has read it out, loads this tile's dw values (staging_full). Both copies run
 // while the math computes this tile, so the fp32 traffic is off its path;
 // the waits are this thread's, never the math's.
 __device__ void move_weight_gradient_tiles(const CUtensorMap* map_dw, const Sm90Params& p, std::uint32_t staging,

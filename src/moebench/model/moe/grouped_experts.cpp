@@ -188,22 +188,17 @@ void GroupedExperts::flush_weight_gradients() {
     return;
   }
   if (kept_.front().dout.device().is_cuda()) {
+    // One k-grouped GEMM per projection over the kept micro-batches (with
+    // N = 1, one: Megatron's per-micro-batch weight gradient).
     Tensor fc1_grads = stacked(linear_fc1_, true), fc2_grads = stacked(linear_fc2_, true);
-    if (kept_.size() == 1 && !overwrite) {
-      // One micro-batch (always with N = 1): Megatron's per-micro-batch k-grouped GEMM.
-      const WeightGradientOperands& only = kept_.front();
-      ops::k_grouped_gemm_tn_contiguous(fc2_grads, only.dout, only.act, only.group_counts);
-      ops::k_grouped_gemm_tn_contiguous(fc1_grads, only.dfc1, only.inp, only.group_counts);
-    } else {
-      std::vector<ops::WeightGradientSegment> fc2_segments, fc1_segments;
-      for (const WeightGradientOperands& kept : kept_) {
-        fc2_segments.push_back({kept.dout, kept.act, kept.group_counts});
-        fc1_segments.push_back({kept.dfc1, kept.inp, kept.group_counts});
-      }
-      const ops::GemmOutput output = overwrite ? ops::GemmOutput::kOverwrite : ops::GemmOutput::kAccumulate;
-      ops::k_grouped_gemm_tn_contiguous(fc2_grads, fc2_segments, output);
-      ops::k_grouped_gemm_tn_contiguous(fc1_grads, fc1_segments, output);
+    std::vector<ops::WeightGradientSegment> fc2_segments, fc1_segments;
+    for (const WeightGradientOperands& kept : kept_) {
+      fc2_segments.push_back({kept.dout, kept.act, kept.group_counts});
+      fc1_segments.push_back({kept.dfc1, kept.inp, kept.group_counts});
     }
+    const ops::GemmOutput output = overwrite ? ops::GemmOutput::kOverwrite : ops::GemmOutput::kAccumulate;
+    ops::k_grouped_gemm_tn_contiguous(fc2_grads, fc2_segments, output);
+    ops::k_grouped_gemm_tn_contiguous(fc1_grads, fc1_segments, output);
   } else {
     if (overwrite)
       zero_weight_gradients();

@@ -71,6 +71,17 @@ TEST(TrainAdamOptimizer, NoClippingBelowTheThresholdOrWhenTurnedOff) {
   EXPECT_EQ(at(large.grad, 0), 8.0f);
 }
 
+// Parameters whose gradient squares are already summed (Parameter::
+// grad_squares, shared by a group) count that sum once, not their gradients.
+TEST(TrainAdamOptimizer, TheNormTakesKnownGradientSquaresOncePerGroup) {
+  model::Parameter read = parameter("read", {0.0f}, {2.0f});
+  model::Parameter first = parameter("expert0", {0.0f}, {100.0f});
+  model::Parameter second = parameter("expert1", {0.0f}, {100.0f});
+  first.grad_squares = second.grad_squares = Tensor::from_vector(std::vector<double>{21.0}, {1});
+  AdamOptimizer optimizer({&read, &first, &second}, AdamOptions{});
+  EXPECT_DOUBLE_EQ(optimizer.step(0.1).grad_norm, 5.0);  // sqrt(2^2 + 21)
+}
+
 TEST(TrainAdamOptimizer, SkipsTheUpdateWhenTheNormIsNotFinite) {
   model::Parameter weight = parameter("weight", {1.0f, 2.0f}, {NAN, 1.0f});
   AdamOptimizer optimizer({&weight}, AdamOptions{});

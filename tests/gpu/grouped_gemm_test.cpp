@@ -229,7 +229,9 @@ TEST(GroupedGemmArguments, Sm90KernelRejectsWhatItCannotRun) {
 // groups without rows). Segments differ in counts and capacity (rows past
 // the counts are NaN), include one with no rows at all and one of capacity
 // zero, and ten of them take two launches (at most kMaxKGroupedSegments per
-// launch); overwriting with no segment at all zeroes dw.
+// launch); overwriting with no segment at all zeroes dw. The sum of the
+// squares of the final dw is added to `squares` (groups without rows
+// included: accumulating, they keep earlier values).
 TEST(GroupedGemmSegments, Sm90WeightGradientMatchesTheTwinPerSegment) {
   struct SegmentCase {
     std::vector<std::int32_t> counts;
@@ -282,12 +284,17 @@ TEST(GroupedGemmSegments, Sm90WeightGradientMatchesTheTwinPerSegment) {
         segments.push_back({douts.back().get(), as.back().get(), counts.back().get(), m});
         rows += used;
       }
+      const double squares_before = 0.25;
+      DeviceBuffer<double> squares(std::vector<double>{squares_before});
       ops::cuda::k_grouped_bf16_gemm_tn_contiguous_sm90(dw_device.get(), segments.data(),
                                                         static_cast<int>(segments.size()), accumulate, groups, n, k,
-                                                        nullptr);
+                                                        squares.get(), nullptr);
       const std::vector<float> dw = dw_device.download();
       EXPECT_TRUE(all_close(dw, dw_expected, 1e-3, 1e-4 * std::sqrt(double(std::max<std::int64_t>(rows, 1))), "dw"));
       EXPECT_LT(relative_l2_error(dw, dw_expected), accumulate || rows > 0 ? kF32OutputTolerance : 1e-30);
+      double expected_squares = 0;
+      for (const float v : dw_expected) expected_squares += double(v) * double(v);
+      EXPECT_NEAR(squares.download()[0] - squares_before, expected_squares, 1e-5 * expected_squares + 1e-12);
     }
   }
 }
@@ -529,7 +536,7 @@ void time_weight_gradient_over_microbatches(const ExpertProxy& proxy, const char
     };
     const auto once = [&](bool accumulate) {
       ops::cuda::k_grouped_bf16_gemm_tn_contiguous_sm90(dw_once.get(), segments.data(), microbatches, accumulate,
-                                                        groups, n, k, nullptr);
+                                                        groups, n, k, /*squares=*/nullptr, nullptr);
     };
     const double flops = 2.0 * m * n * k * microbatches;
     const double each_ms = time_ms(kWarmup, kRepetitions, each);

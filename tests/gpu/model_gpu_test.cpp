@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -184,9 +185,12 @@ Batch make_batch(int64_t batch, int64_t seq, int64_t vocab, uint64_t seed) {
   return {Tensor::from_vector(inputs, {batch, seq}), Tensor::from_vector(labels, {batch, seq})};
 }
 
+// before_step, when given, sees the model between the last flush and the
+// optimizer step.
 std::vector<double> train_losses(const std::string& fixture, bool on_gpu, int iterations,
                                  const train::OptimizerPrecision& precision = {}, int microbatches = 2,
-                                 int wgrad_microbatches = 1) {
+                                 int wgrad_microbatches = 1,
+                                 const std::function<void(model::GPTModel&)>& before_step = {}) {
   ckpt::HfModelSpec spec = ckpt::read_hf_config(fixture_dir(fixture) / "config.json");
   spec.config.moe.wgrad_microbatches = wgrad_microbatches;
   if (wgrad_microbatches > 1) spec.config.moe.grouped_gemm = true;  // what N > 1 requires (the GPU's path anyway)
@@ -209,6 +213,7 @@ std::vector<double> train_losses(const std::string& fixture, bool on_gpu, int it
       loss += (out.lm_loss + out.aux_loss) / microbatches;
     }
     model.flush_weight_gradients();
+    if (before_step) before_step(model);
     const train::OptimizerStep step = optimizer.step(1e-3);
     EXPECT_TRUE(step.applied) << fixture << " iteration " << i;
     losses.push_back(loss);
@@ -267,6 +272,35 @@ TEST_P(ModelGpuTraining, WgradMicrobatchesFollowTheDefault) {
   EXPECT_LT(batched.back(), batched.front());
   std::printf("[%s] --moe-wgrad-microbatches 2: loss %.5f -> %.5f (N=1: %.5f -> %.5f) over %d iterations\n",
               GetParam().c_str(), batched.front(), batched.back(), each.front(), each.back(), iterations);
+}
+
+// The routed experts' flush leaves the sum of the squares of their final
+// gradients (Parameter::grad_squares, summed by the weight-gradient kernel),
+// which the gradient norm reads instead of the gradients: it must match
+// them, with N = 1 (every micro-batch adds) and N = 2 (overwrite, add, a
+// remainder).
+TEST_P(ModelGpuTraining, ExpertGradientSquaresMatchTheGradients) {
+  for (const int wgrad_microbatches : {1, 2}) {
+    int checked = 0;
+    train_losses(GetParam(), true, 2, {}, 5, wgrad_microbatches, [&](model::GPTModel& model) {
+      std::map<const void*, std::pair<Tensor, std::vector<const Tensor*>>> groups;
+      for (const model::Parameter* p : model.parameters()) {
+        EXPECT_EQ(p->grad_squares.defined(), p->is_expert) << p->name;
+        if (p->grad_squares.defined()) {
+          auto& group = groups[p->grad_squares.data_ptr()];
+          group.first = p->grad_squares;
+          group.second.push_back(&p->grad);
+        }
+      }
+      for (const auto& [address, group] : groups) {
+        const double known = to_host(group.first).data<double>()[0], read = ops::sum_of_squares(group.second);
+        EXPECT_GT(read, 0.0);
+        EXPECT_NEAR(known, read, 1e-5 * read) << GetParam() << " N=" << wgrad_microbatches;
+        ++checked;
+      }
+    });
+    EXPECT_EQ(checked, 2 * 2) << "two MoE layers' flushes per step, two steps";
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, ModelGpuTraining, ::testing::Values("tiny-deepseek-v2", "tiny-mixtral"),

@@ -26,6 +26,13 @@ struct Parameter {
   // completed by an all-reduce over tp before the data-parallel reduction
   // (Megatron's sequence_parallel parameters).
   bool grad_partial_over_tp = false;
+  // The sum of the squares of this gradient's values, f64 [1] on its device,
+  // together with every parameter holding the same tensor: left by a
+  // producer that summed them as it wrote the gradient's final values (the
+  // routed experts' weight-gradient flush), so the gradient norm need not
+  // read the gradient again. Whatever changes the gradient afterwards (the
+  // data-parallel reduction) resets it. Undefined: not known.
+  Tensor grad_squares = Tensor();
 };
 
 // Whether the copy of `parameter` on tp rank `tensor_parallel_rank` repeats

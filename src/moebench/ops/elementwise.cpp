@@ -2,11 +2,11 @@
 
 #include <initializer_list>
 
+#include "moebench/core/device_transfer.h"
 #include "moebench/core/error.h"
 #include "moebench/ops/tensor_checks.h"
 
 #ifdef MOEBENCH_WITH_CUDA
-#include "moebench/core/device_transfer.h"
 #include "moebench/ops/cuda_stream.h"
 #endif
 
@@ -172,30 +172,31 @@ void add_columns(Tensor& dst, int64_t dst_width, int64_t dst_col, const Tensor& 
   unsupported("add_columns", "dst", dst, "f32 or f64 on the CPU");
 }
 
-double sum_of_squares(const std::vector<const Tensor*>& tensors) {
-  const char* op = "sum_of_squares";
-  if (tensors.empty()) return 0.0;
-  const Tensor& first = *tensors.front();
-  for (const Tensor* t : tensors) {
-    require_contiguous(op, "tensor", *t);
-    require_dtype(op, "tensor", *t, {DType::F32});
-    require_same_device(op, "tensor", *t, first, "the first tensor");
-  }
-  if (is_cuda(op, first)) {
+void accumulate_sum_of_squares(Tensor& total, const Tensor& values) {
+  const char* op = "accumulate_sum_of_squares";
+  require_contiguous(op, "values", values);
+  require_dtype(op, "values", values, {DType::F32});
+  require_dtype(op, "total", total, {DType::F64});
+  require_same_device(op, "total", total, values, "values");
+  if (total.numel() != 1) throw Error(std::string(op) + ": total is " + total.describe() + "; it must hold one value");
+  if (is_cuda(op, values)) {
 #ifdef MOEBENCH_WITH_CUDA
-    Tensor total = Tensor::empty({1}, DType::F64, first.device());
-    zero_(total);
-    for (const Tensor* t : tensors)
-      cuda::accumulate_sum_of_squares(total.data<double>(), t->data<float>(), t->numel(), current_stream());
-    return to_host(total).data<double>()[0];
+    return cuda::accumulate_sum_of_squares(total.data<double>(), values.data<float>(), values.numel(),
+                                           current_stream());
 #endif
   }
   double squares = 0;
-  for (const Tensor* t : tensors) {
-    const float* v = t->data<float>();
-    for (int64_t i = 0, n = t->numel(); i < n; ++i) squares += double(v[i]) * double(v[i]);
-  }
-  return squares;
+  const float* v = values.data<float>();
+  for (int64_t i = 0, n = values.numel(); i < n; ++i) squares += double(v[i]) * double(v[i]);
+  total.data<double>()[0] += squares;
+}
+
+double sum_of_squares(const std::vector<const Tensor*>& tensors) {
+  if (tensors.empty()) return 0.0;
+  Tensor total = Tensor::empty({1}, DType::F64, tensors.front()->device());
+  zero_(total);
+  for (const Tensor* t : tensors) accumulate_sum_of_squares(total, *t);
+  return to_host(total).data<double>()[0];
 }
 
 void sigmoid_gate_forward(Tensor& out, Tensor& gate, const Tensor& inp, const Tensor& weight,

@@ -110,6 +110,9 @@ void copy_columns(Tensor& dst, int64_t dst_width, int64_t dst_col, const Tensor&
 void add_columns(Tensor& dst, int64_t dst_width, int64_t dst_col, const Tensor& src, int64_t src_width,
                  int64_t src_col, int64_t rows, int64_t count);
 
+// total[0] += sum of x^2 over an f32 tensor, in double; total is f64 [1] on
+// the tensor's device (on CUDA atomic, so the last bits may vary run to run).
+void accumulate_sum_of_squares(Tensor& total, const Tensor& values);
 // sum over the tensors of sum of x^2, in double: f32 tensors, all on one
 // device (a CUDA reduction reads one double back).
 double sum_of_squares(const std::vector<const Tensor*>& tensors);

@@ -142,10 +142,16 @@ void k_grouped_gemm_tn_contiguous(Tensor& dw, const Tensor& dout, const Tensor& 
 }
 
 void k_grouped_gemm_tn_contiguous(Tensor& dw, const std::vector<WeightGradientSegment>& segments,
-                                  GemmOutput output) {
+                                  GemmOutput output, Tensor* squares) {
+  const char* op = "k_grouped_gemm_tn_contiguous (segments)";
+  if (squares) {
+    require_dtype(op, "squares", *squares, {DType::F64});
+    require_same_device(op, "squares", *squares, dw, "dw");
+    if (squares->numel() != 1)
+      throw Error(std::string(op) + ": squares is " + squares->describe() + "; it must hold one value");
+  }
 #ifdef MOEBENCH_WITH_CUDA
   if (dw.device().is_cuda() && grouped_gemm_backend() == GroupedGemmBackend::kSm90) {
-    const char* op = "k_grouped_gemm_tn_contiguous (segments)";
     require_dtype(op, "dw", dw, {DType::F32});
     std::vector<cuda::KGroupedSegment> raw;
     for (const WeightGradientSegment& segment : segments) {
@@ -155,13 +161,15 @@ void k_grouped_gemm_tn_contiguous(Tensor& dw, const std::vector<WeightGradientSe
     }
     return cuda::k_grouped_bf16_gemm_tn_contiguous_sm90(dw.data<float>(), raw.data(), int(raw.size()),
                                                         output == GemmOutput::kAccumulate, dw.size(0), dw.size(1),
-                                                        dw.size(2), current_stream());
+                                                        dw.size(2), squares ? squares->data<double>() : nullptr,
+                                                        current_stream());
   }
 #endif
-  // The other paths add one segment at a time.
+  // The other paths add one segment at a time, then read dw for the squares.
   if (output == GemmOutput::kOverwrite) zero_(dw);
   for (const WeightGradientSegment& segment : segments)
     k_grouped_gemm_tn_contiguous(dw, segment.dout, segment.a, segment.group_counts);
+  if (squares) accumulate_sum_of_squares(*squares, dw);
 }
 
 }  // namespace moebench::ops

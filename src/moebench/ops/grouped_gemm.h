@@ -105,9 +105,11 @@ struct KGroupedSegment {
   std::int64_t m_capacity;
 };
 inline constexpr int kMaxKGroupedSegments = 8;  // per launch; more are done in several passes
+// squares (nullable, device): the sum of the squares of dw's values after
+// the call is added to *squares, summed on the way out of the kernel.
 void k_grouped_bf16_gemm_tn_contiguous_sm90(float* dw, const KGroupedSegment* segments, int num_segments,
                                             bool accumulate, std::int64_t num_groups, std::int64_t n, std::int64_t k,
-                                            cudaStream_t stream);
+                                            double* squares, cudaStream_t stream);
 
 // Megatron-style reference paths for comparison: copy the counts to the host
 // (one stream synchronisation per call) and run one cuBLASLt GEMM per
@@ -157,8 +159,10 @@ struct WeightGradientSegment {
 // dout_s,g^T @ a_s,g: the same sums as one k_grouped_gemm_tn_contiguous per
 // segment (after zeroing dw, for kOverwrite), but the Hopper kernel reads
 // and writes the fp32 dw once for up to kMaxKGroupedSegments of them, and
-// when overwriting writes it without reading it.
+// when overwriting writes it without reading it. `squares` (optional, f64
+// [1] on dw's device): the sum of the squares of dw's values after the call
+// is added to it; the Hopper kernel sums them as it writes them.
 void k_grouped_gemm_tn_contiguous(Tensor& dw, const std::vector<WeightGradientSegment>& segments,
-                                  GemmOutput output = GemmOutput::kAccumulate);
+                                  GemmOutput output = GemmOutput::kAccumulate, Tensor* squares = nullptr);
 
 }  // namespace moebench::ops

@@ -1,9 +1,11 @@
 #include "moebench/train/adam_optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <utility>
 
 #include "moebench/ckpt/tensor_parallel_pieces.h"
+#include "moebench/core/device_transfer.h"
 #include "moebench/core/error.h"
 #include "moebench/ops/elementwise.h"
 #include "moebench/train/parameter_check.h"
@@ -44,9 +46,18 @@ AdamOptimizer::AdamOptimizer(std::vector<model::Parameter*> parameters, const Ad
 double AdamOptimizer::gradient_norm() const {
   const auto squares_of = [this](auto selected) {
     std::vector<const Tensor*> grads;
-    for (const model::Parameter* p : parameters_)
-      if (selected(*p)) grads.push_back(&p->grad);
-    return grads.empty() ? 0.0 : ops::sum_of_squares(grads);
+    std::vector<const void*> known;  // each grad_squares once, however many parameters share it
+    double squares = 0.0;
+    for (const model::Parameter* p : parameters_) {
+      if (!selected(*p)) continue;
+      if (!p->grad_squares.defined()) {
+        grads.push_back(&p->grad);
+      } else if (std::find(known.begin(), known.end(), p->grad_squares.data_ptr()) == known.end()) {
+        known.push_back(p->grad_squares.data_ptr());
+        squares += to_host(p->grad_squares).data<double>()[0];
+      }
+    }
+    return squares + (grads.empty() ? 0.0 : ops::sum_of_squares(grads));
   };
   dist::Communicator* dense_group = parallel_state_ ? &parallel_state_->group(GroupKind::kModel) : nullptr;
   dist::Communicator* expert_group =

@@ -53,6 +53,7 @@ GradientReduction::GradientReduction(const std::vector<model::Parameter*>& param
                                      const dist::ParallelState& state, GradientSync sync, int64_t bucket_elements)
     : state_(state),
       sync_(sync),
+      parameters_(parameters),
       dense_(make_buffer(parameters, false, state.group(GroupKind::kDataWithContext), bucket_elements)),
       expert_(make_buffer(parameters, true, state.group(GroupKind::kExpertData), bucket_elements)),
       dense_device_(make_device_buckets(parameters, false, state.group(GroupKind::kDataWithContext), sync,
@@ -72,15 +73,18 @@ void GradientReduction::reduce() {
   // gradient_scaling_factor: an expert's gradient already sums the rows of
   // every rank of its ep group, so its replicas over expt_dp together hold
   // the sum over all DP ranks.
-  complete_partial_over_tensor_parallel();
+  const bool partial_changed = complete_partial_over_tensor_parallel();
   const double average = 1.0 / dense_group().size();
-  reduce(dense_, dense_device_, dense_group(), average);
-  reduce(expert_, expert_device_, expert_group(), average);
+  const bool dense_changed = reduce(dense_, dense_device_, dense_group(), average);
+  const bool expert_changed = reduce(expert_, expert_device_, expert_group(), average);
+  for (model::Parameter* p : parameters_)
+    if (p->is_expert ? expert_changed : dense_changed || (partial_changed && p->grad_partial_over_tp))
+      p->grad_squares = Tensor();
 }
 
-void GradientReduction::complete_partial_over_tensor_parallel() const {
+bool GradientReduction::complete_partial_over_tensor_parallel() const {
   dist::Communicator& tp = state_.group(GroupKind::kTensor);
-  if (tp.size() == 1 || partial_over_tensor_parallel_.empty()) return;
+  if (tp.size() == 1 || partial_over_tensor_parallel_.empty()) return false;
   int64_t total = 0;
   for (const model::Parameter* p : partial_over_tensor_parallel_) total += p->grad.numel();
   Tensor packed = Tensor::empty({total}, DType::F32);
@@ -95,11 +99,12 @@ void GradientReduction::complete_partial_over_tensor_parallel() const {
     p->grad.copy_from(packed.slice(0, offset, offset + p->grad.numel()).view(p->grad.shape()));
     offset += p->grad.numel();
   }
+  return true;
 }
 
-void GradientReduction::reduce(const ParamAndGradBuffer& buffer, const std::vector<Tensor>& device_buckets,
+bool GradientReduction::reduce(const ParamAndGradBuffer& buffer, const std::vector<Tensor>& device_buckets,
                                dist::Communicator& group, double factor) const {
-  if (factor == 1.0 && group.size() == 1) return;  // one replica: its gradients are the average
+  if (factor == 1.0 && group.size() == 1) return false;  // one replica: its gradients are the average
   // Scaling before the sum, as Megatron does, keeps low-precision sums in range.
   for (Tensor grads : device_buckets) {
     ops::scale_(grads, factor);
@@ -120,6 +125,7 @@ void GradientReduction::reduce(const ParamAndGradBuffer& buffer, const std::vect
       shard.copy_from(reduced);
     }
   }
+  return true;
 }
 
 }  // namespace moebench::train

@@ -43,7 +43,8 @@ class GradientReduction {
                     GradientSync sync, int64_t bucket_elements);
 
   // Collective over tp, dp_cp and expt_dp: completes the partial gradients,
-  // then averages the gradients as `sync` says.
+  // then averages the gradients as `sync` says. The gradients it changes lose
+  // their Parameter::grad_squares.
   // With reduce-scatter only this rank's shards hold averages afterwards;
   // the rest of its gradient buffer is stale until the next backward.
   void reduce();
@@ -55,15 +56,17 @@ class GradientReduction {
   dist::Communicator& expert_group() const;
 
  private:
-  // Sums the partial gradients over tp, all in one collective.
-  void complete_partial_over_tensor_parallel() const;
+  // Sums the partial gradients over tp, all in one collective; returns
+  // whether there were any to sum.
+  bool complete_partial_over_tensor_parallel() const;
   // Scales the gradients of the buffer and of the device buckets by
-  // `factor`, then sums them over `group`.
-  void reduce(const ParamAndGradBuffer& buffer, const std::vector<Tensor>& device_buckets,
+  // `factor`, then sums them over `group`; returns whether that changed them.
+  bool reduce(const ParamAndGradBuffer& buffer, const std::vector<Tensor>& device_buckets,
               dist::Communicator& group, double factor) const;
 
   const dist::ParallelState& state_;
   GradientSync sync_;
+  std::vector<model::Parameter*> parameters_;
   std::vector<model::Parameter*> partial_over_tensor_parallel_;
   ParamAndGradBuffer dense_;
   ParamAndGradBuffer expert_;

@@ -182,6 +182,7 @@ Tensor GroupedExperts::backward(const Tensor& dout, const Context& context) {
 
 void GroupedExperts::flush_weight_gradients() {
   const bool overwrite = std::exchange(overwrite_on_flush_, false);
+  set_grad_squares(Tensor());  // the gradients are about to change
   if (kept_.empty()) {
     if (overwrite)
       zero_weight_gradients();
@@ -197,8 +198,11 @@ void GroupedExperts::flush_weight_gradients() {
       fc1_segments.push_back({kept.dfc1, kept.inp, kept.group_counts});
     }
     const ops::GemmOutput output = overwrite ? ops::GemmOutput::kOverwrite : ops::GemmOutput::kAccumulate;
-    ops::k_grouped_gemm_tn_contiguous(fc2_grads, fc2_segments, output);
-    ops::k_grouped_gemm_tn_contiguous(fc1_grads, fc1_segments, output);
+    if (!grad_squares_.defined()) grad_squares_ = Tensor::empty({1}, DType::F64, fc1_grads.device());
+    ops::zero_(grad_squares_);
+    ops::k_grouped_gemm_tn_contiguous(fc2_grads, fc2_segments, output, &grad_squares_);
+    ops::k_grouped_gemm_tn_contiguous(fc1_grads, fc1_segments, output, &grad_squares_);
+    set_grad_squares(grad_squares_);
   } else {
     if (overwrite)
       zero_weight_gradients();
@@ -214,6 +218,11 @@ void GroupedExperts::flush_weight_gradients() {
 void GroupedExperts::zero_weight_gradients() {
   for (std::vector<Parameter>* weights : {&linear_fc1_, &linear_fc2_})
     for (Parameter& weight : *weights) ops::zero_(weight.grad);
+}
+
+void GroupedExperts::set_grad_squares(const Tensor& squares) {
+  for (std::vector<Parameter>* weights : {&linear_fc1_, &linear_fc2_})
+    for (Parameter& weight : *weights) weight.grad_squares = squares;
 }
 
 void GroupedExperts::zero_grad() {

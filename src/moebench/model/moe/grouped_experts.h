@@ -66,7 +66,9 @@ class GroupedExperts {
   // for later with --moe-wgrad-microbatches > 1 (see above).
   Tensor backward(const Tensor& dout, const Context& context);
   // Adds the weight gradients of the micro-batches kept so far and releases
-  // their operands (nothing to do when none are kept).
+  // their operands (nothing to do when none are kept). On a GPU the grouped
+  // kernel also sums the squares of the gradients it leaves, shared by the
+  // weights as Parameter::grad_squares.
   void flush_weight_gradients();
   // Drops the kept operands and zeroes the experts' gradients: at once with
   // N = 1, by the next flush (overwriting) with N > 1, so the gradients read
@@ -91,6 +93,8 @@ class GroupedExperts {
   };
 
   void zero_weight_gradients();
+  // Every weight's Parameter::grad_squares: `squares` (or none, undefined).
+  void set_grad_squares(const Tensor& squares);
 
   int64_t hidden_, ffn_;
   int wgrad_microbatches_;
@@ -98,6 +102,7 @@ class GroupedExperts {
   std::vector<Parameter> linear_fc2_;  // L x [h, ffn]
   std::vector<WeightGradientOperands> kept_;  // fewer than wgrad_microbatches_ between backwards
   bool overwrite_on_flush_ = false;           // zero_grad() left the zeroing to the next flush
+  Tensor grad_squares_;                       // f64 [1] on the GPU, made by the first flush there
 };
 
 }  // namespace moebench::model

@@ -13,6 +13,12 @@ __device__ inline float warp_sum(float value) {
   return value;
 }
 
+__device__ inline double warp_sum(double value) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) value += __shfl_xor_sync(0xffffffffu, value, offset);
+  return value;
+}
+
 __device__ inline float warp_max(float value) {
 #pragma unroll
   for (int offset = 16; offset > 0; offset /= 2) value = fmaxf(value, __shfl_xor_sync(0xffffffffu, value, offset));

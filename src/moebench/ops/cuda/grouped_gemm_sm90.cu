@@ -80,6 +80,7 @@
 #include <type_traits>
 
 #include "moebench/core/cuda_check.h"
+#include "moebench/ops/cuda/block_reduce.cuh"
 #include "moebench/ops/cuda/grouped_gemm_arguments.h"
 #include "moebench/ops/cuda/grouped_gemm_schedule.cuh"
 #include "moebench/ops/cuda/sm90_host.cuh"
@@ -157,6 +158,9 @@ struct Sm90Params {
   int num_segments;
   const std::int32_t* group_counts[kMaxKGroupedSegments];  // on the device
   int m_capacity[kMaxKGroupedSegments];
+  // K-grouped, optional: the sum of the squares of dw's values after the
+  // kernel is added here (the gradient norm's share of these weights).
+  double* squares;
 };
 
 // The token-side operands' tensor maps, one pair per segment (kernel
@@ -190,10 +194,13 @@ struct Tile {
 };
 
 // An empty group's tile is skipped, unless the weight gradient overwrites
-// dw: then its zeros are stored.
+// dw (its zeros are stored) or adds into dw while summing the squares (its
+// dw holds earlier micro-batches' sums, which count too: added nothing, they
+// are moved back unchanged).
 template <Sm90Kind kKind>
-__device__ __forceinline__ bool skipped(const Tile& t) {
-  return t.group_rows == 0 && kKind != Sm90Kind::kKGroupedTNOverwrite;
+__device__ __forceinline__ bool skipped(const Tile& t, const Sm90Params& p) {
+  if (t.group_rows > 0 || kKind == Sm90Kind::kKGroupedTNOverwrite) return false;
+  return !(kKind == Sm90Kind::kKGroupedTN && p.squares != nullptr);
 }
 
 // Where a CTA's walk over the tiles stands: tiles only increase, so the
@@ -313,7 +320,7 @@ __device__ void produce(const OperandMaps& maps, const Sm90Params& p, const long
   std::uint32_t iteration = 0;  // k-blocks issued so far, over all tiles of this CTA
   for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     const Tile t = locate_tile<kKind>(tile, cursor, tile_start, row_start, p);
-    if (skipped<kKind>(t)) continue;
+    if (skipped<kKind>(t, p)) continue;
     for_each_k_block<kKind>(t, cursor, p, [&](int segment, int first, int) {
       const std::uint32_t stage = iteration % Layout::kStages;
       const std::uint32_t lap = (iteration / Layout::kStages) & 1;
@@ -396,7 +403,7 @@ __device__ void move_weight_gradient_tiles(const CUtensorMap* map_dw, const Sm90
   };
   for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     const Tile t = locate_tile<kKind>(tile, cursor, nullptr, nullptr, p);
-    if (skipped<kKind>(t)) continue;
+    if (skipped<kKind>(t, p)) continue;
     if (has_previous) {
       store_previous();
       sm90::bulk_wait_group_read<0>();  // the staging is free again
@@ -440,12 +447,15 @@ __device__ __forceinline__ void zero_rows_past_group(std::uint32_t a, std::uint3
 // rows x 32 bytes cover every bank twice, no conflict beyond the two
 // wavefronts). Each thread fences its stores for the async proxy and arrives
 // on staging_ready; the mover stores the tile back while the math goes on.
-__device__ __forceinline__ void add_tile_into_staging(const float (&acc)[128], std::uint32_t staging,
-                                                      std::uint32_t staging_ready, int warp, int lane) {
+// Returns the sum of the squares of the thread's new dw values (rows and
+// columns past dw hold zeros: loaded as zeros, with zero accumulators).
+__device__ __forceinline__ float add_tile_into_staging(const float (&acc)[128], std::uint32_t staging,
+                                                       std::uint32_t staging_ready, int warp, int lane) {
   // Register i: row 16*warp + lane/4 + 8*((i/2)%2), column 8*(i/4) +
   // 2*(lane%4) + (i%2) of the warpgroup's 64 x 256; row % 8 == lane / 4.
   const std::uint32_t row_offset = (warp * 16 + lane / 4) * 128 + (lane % 2) * 8;
   const int chunk_bit = (lane % 4) / 2;  // the 16-byte chunk's low bit within a 32-byte column group
+  float squares = 0.0f;
 #pragma unroll
   for (int j = 0; j < kBlockN / 8; ++j) {  // accumulator column group: columns 8j..8j+7
     const int box = j / (kStagingBoxColumns / 8);
@@ -459,10 +469,21 @@ __device__ __forceinline__ void add_tile_into_staging(const float (&acc)[128], s
       x += acc[4 * j + 2 * half];
       y += acc[4 * j + 2 * half + 1];
       asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(address), "f"(x), "f"(y) : "memory");
+      squares += x * x + y * y;
     }
   }
   sm90::fence_proxy_async_shared();  // our stores, before the TMA unit reads them
   sm90::mbarrier_arrive(staging_ready);
+  return squares;
+}
+
+// The sum of the squares of a warpgroup's accumulators (the overwritten dw
+// values; those past dw are zeros: zero operands).
+__device__ __forceinline__ float sum_of_squares(const float (&acc)[128]) {
+  float squares = 0.0f;
+#pragma unroll
+  for (int i = 0; i < 128; ++i) squares += acc[i] * acc[i];
+  return squares;
 }
 
 // A math warpgroup's 64 x 256 accumulators stored at `out` (the tile's
@@ -509,12 +530,13 @@ __device__ void consume(const Sm90Params& p, const long long* tile_start, const 
   const int out_cols = output_columns<kKind>(p.n, p.k);
 
   float acc[128];
+  double squares = 0.0;  // K-grouped: of the dw values this thread wrote, over its tiles
   TileCursor cursor;
   std::uint32_t iteration = 0;    // k-blocks consumed so far: the same sequence as the producer's
   std::uint32_t staging_lap = 0;  // K-grouped: tiles added into dw so far, mod 2
   for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     const Tile t = locate_tile<kKind>(tile, cursor, tile_start, row_start, p);
-    if (skipped<kKind>(t)) continue;
+    if (skipped<kKind>(t, p)) continue;
 #pragma unroll
     for (int i = 0; i < 128; ++i) acc[i] = 0.0f;
 
@@ -571,17 +593,24 @@ __device__ void consume(const Sm90Params& p, const long long* tile_start, const 
     if constexpr (Layout::kStaged) {
       sm90::mbarrier_wait(staging_full, staging_lap);  // the tile's dw values have landed
       staging_lap ^= 1;
-      add_tile_into_staging(acc, staging, staging_ready, warp, lane);
+      squares += add_tile_into_staging(acc, staging, staging_ready, warp, lane);
     } else if constexpr (kKGrouped) {
       // dw[g] is [N, K]: the tile's rows run along N, its columns along K.
       float* dw = static_cast<float*>(p.out) + (static_cast<long long>(t.group) * p.n + t.m0) * p.k + t.n0;
       store_accumulators(acc, dw, p.k, p.n - t.m0, p.k - t.n0, warpgroup, warp, lane);
+      squares += sum_of_squares(acc);
     } else {
       // Rows never past the group: the next group's rows follow.
       __nv_bfloat16* out = static_cast<__nv_bfloat16*>(p.out) +
                            (static_cast<long long>(t.group_begin) + t.m0) * out_cols + t.n0;
       store_accumulators(acc, out, out_cols, t.group_rows - t.m0, out_cols - t.n0, warpgroup, warp, lane);
     }
+  }
+  if constexpr (kKGrouped) {
+    // One atomic per warp for the whole kernel: per-tile sums in fp32, added
+    // in double across the tiles and warps.
+    squares = warp_sum(squares);
+    if (p.squares != nullptr && lane == 0) atomicAdd(p.squares, squares);
   }
 }
 
@@ -787,23 +816,26 @@ void k_grouped_bf16_gemm_tn_contiguous_sm90(float* dw, const __nv_bfloat16* dout
                                             std::int64_t m_capacity, std::int64_t n, std::int64_t k,
                                             cudaStream_t stream) {
   const KGroupedSegment segment{dout, a, group_counts, m_capacity};
-  k_grouped_bf16_gemm_tn_contiguous_sm90(dw, &segment, 1, /*accumulate=*/true, num_groups, n, k, stream);
+  k_grouped_bf16_gemm_tn_contiguous_sm90(dw, &segment, 1, /*accumulate=*/true, num_groups, n, k, nullptr, stream);
 }
 
 void k_grouped_bf16_gemm_tn_contiguous_sm90(float* dw, const KGroupedSegment* segments, int num_segments,
                                             bool accumulate, std::int64_t num_groups, std::int64_t n, std::int64_t k,
-                                            cudaStream_t stream) {
+                                            double* squares, cudaStream_t stream) {
   const char* name = "k_grouped_bf16_gemm_tn_contiguous_sm90";
   if (num_segments < 0 || (num_segments > 0 && segments == nullptr))
     throw Error(std::string(name) + ": num_segments=" + std::to_string(num_segments) +
                 " must be >= 0, with that many segments");
   if (dw == nullptr) throw Error(std::string(name) + ": dw is null");
-  // Overwriting launches once even without segments: it stores the zeros.
-  for (int first = 0; first < num_segments || (first == 0 && !accumulate); first += kMaxKGroupedSegments) {
+  // Overwriting launches once even without segments: it stores the zeros;
+  // so does summing the squares: it reads them.
+  for (int first = 0; first < num_segments || (first == 0 && (!accumulate || squares)); first += kMaxKGroupedSegments) {
     const bool overwrite = !accumulate && first == 0;  // later launches add to the first one's sums
+    const bool last = first + kMaxKGroupedSegments >= num_segments;
     const int block_k = overwrite ? SharedLayout<Sm90Kind::kKGroupedTNOverwrite>::kBlockK
                                   : SharedLayout<Sm90Kind::kKGroupedTN>::kBlockK;
     Sm90Params params = make_params(dw, num_groups, n, k);
+    if (last) params.squares = squares;  // of the final values
     OperandMaps maps{};
     for (int s = first; s < std::min(num_segments, first + kMaxKGroupedSegments); ++s) {
       const KGroupedSegment& segment = segments[s];
@@ -815,7 +847,7 @@ void k_grouped_bf16_gemm_tn_contiguous_sm90(float* dw, const KGroupedSegment* se
     }
     if (overwrite) {
       launch_sm90<Sm90Kind::kKGroupedTNOverwrite>(maps, CUtensorMap{}, params, stream);
-    } else if (params.num_segments > 0) {
+    } else if (params.num_segments > 0 || params.squares) {
       launch_sm90<Sm90Kind::kKGroupedTN>(maps, weight_gradient_map(dw, num_groups, n, k), params, stream);
     }
   }

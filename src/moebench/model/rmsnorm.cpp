@@ -19,9 +19,9 @@ Tensor RMSNorm::forward(const Tensor& inp, Context& context) const {
   return out;
 }
 
-Tensor RMSNorm::backward(const Tensor& dout, const Context& context) {
+Tensor RMSNorm::backward(const Tensor& dout, const Context& context, const Tensor& residual_grad) {
   Tensor dinp = ops::empty_like(context.inp);
-  ops::rmsnorm_backward(dinp, weight.grad, dout, context.inp, weight.value, context.rstd);
+  ops::rmsnorm_backward(dinp, weight.grad, dout, context.inp, weight.value, context.rstd, residual_grad);
   return dinp;
 }
 

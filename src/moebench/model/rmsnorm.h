@@ -21,8 +21,9 @@ struct RMSNorm {
 
   // inp [N, C] (any leading shape flattened to rows of C) -> out, same shape.
   Tensor forward(const Tensor& inp, Context& context) const;
-  // Returns dinp; accumulates weight.grad.
-  Tensor backward(const Tensor& dout, const Context& context);
+  // Returns dinp, plus residual_grad when it is defined (the gradient of a
+  // residual branch that meets inp, added in the same kernel); accumulates weight.grad.
+  Tensor backward(const Tensor& dout, const Context& context, const Tensor& residual_grad = Tensor());
 };
 
 }  // namespace moebench::model

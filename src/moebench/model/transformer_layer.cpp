@@ -68,14 +68,12 @@ Tensor TransformerLayer::backward(const Tensor& dout, const Context& context, do
   const Tensor dmlp_in = obs::profiled(moe_ ? "moe backward" : "mlp backward", [&] {
     return moe_ ? moe_->backward(dout, context.moe, loss_scale) : mlp_->backward(dout, context.mlp);
   });
-  Tensor dhidden = pre_mlp_norm_.backward(dmlp_in, context.pre_mlp_norm);
-  add_into(dhidden, dout);
+  // The residual connections' gradients join in the norms' backward kernels.
+  const Tensor dhidden = pre_mlp_norm_.backward(dmlp_in, context.pre_mlp_norm, dout);
   const Tensor dnormed = obs::profiled("attention backward", [&] {
     return gqa_ ? gqa_->backward(dhidden, context.gqa) : mla_->backward(dhidden, context.mla);
   });
-  Tensor dx = input_norm_.backward(dnormed, context.input_norm);
-  add_into(dx, dhidden);
-  return dx;
+  return input_norm_.backward(dnormed, context.input_norm, dhidden);
 }
 
 void TransformerLayer::collect(std::vector<Parameter*>& parameters) {

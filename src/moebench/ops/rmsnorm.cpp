@@ -37,7 +37,7 @@ void rmsnorm_forward(Tensor& out, Tensor& rstd, const Tensor& inp, const Tensor&
 }
 
 void rmsnorm_backward(Tensor& dinp, Tensor& dweight, const Tensor& dout, const Tensor& inp, const Tensor& weight,
-                      const Tensor& rstd) {
+                      const Tensor& rstd, const Tensor& residual_grad) {
   const char* op = "rmsnorm_backward";
   require_activation(op, "inp", inp);
   require_activation(op, "dout", dout);
@@ -51,21 +51,31 @@ void rmsnorm_backward(Tensor& dinp, Tensor& dweight, const Tensor& dout, const T
   require_numel(op, "dout", dout, inp.numel());
   require_numel(op, "dweight", dweight, c);
   require_numel(op, "rstd", rstd, n);
+  const bool has_residual = residual_grad.defined();
+  if (has_residual) {
+    require_activation(op, "residual_grad", residual_grad);
+    require_dtype(op, "residual_grad", residual_grad, {inp.dtype()});
+    require_same_device(op, "residual_grad", residual_grad, inp, "inp");
+    require_numel(op, "residual_grad", residual_grad, inp.numel());
+  }
   if (is_cuda(op, inp)) {
 #ifdef MOEBENCH_WITH_CUDA
     require_dtype(op, "dweight", dweight, {DType::F32});
     if (n == 0) return;
     Tensor scratch = Tensor::empty({int64_t(cuda::rmsnorm_backward_scratch_floats(n, c))}, DType::F32, inp.device());
     return cuda::rmsnorm_backward(bf16_ptr(dinp), dweight.data<float>(), bf16_ptr(dout), bf16_ptr(inp),
-                                  bf16_ptr(weight), rstd.data<float>(), n, c, scratch.data<float>(),
+                                  bf16_ptr(weight), rstd.data<float>(),
+                                  has_residual ? bf16_ptr(residual_grad) : nullptr, n, c, scratch.data<float>(),
                                   current_stream());
 #endif
   }
   if (inp.dtype() == DType::F32)
     return cpu::rmsnorm_backward(dinp.data<float>(), dweight.data<float>(), dout.data<float>(), inp.data<float>(),
-                                 weight.data<float>(), rstd.data<float>(), n, c);
+                                 weight.data<float>(), rstd.data<float>(),
+                                 has_residual ? residual_grad.data<float>() : nullptr, n, c);
   cpu::rmsnorm_backward(dinp.data<double>(), dweight.data<double>(), dout.data<double>(), inp.data<double>(),
-                        weight.data<double>(), rstd.data<double>(), n, c);
+                        weight.data<double>(), rstd.data<double>(),
+                        has_residual ? residual_grad.data<double>() : nullptr, n, c);
 }
 
 }  // namespace moebench::ops

@@ -20,7 +20,8 @@ void rmsnorm_forward(T* out, T* rstd, const T* inp, const T* weight, std::int64_
 
 template <typename T>
 void rmsnorm_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* weight,
-                      const T* rstd, std::int64_t n, std::int64_t c) {
+                      const T* rstd, const std::type_identity_t<T>* residual_grad, std::int64_t n,
+                      std::int64_t c) {
   // With xhat = x * rstd and g = dout * weight, the gradient through rstd
   // removes from g its projection onto xhat:
   //   dx = rstd * (g - xhat * mean(g * xhat)).
@@ -39,13 +40,17 @@ void rmsnorm_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T*
     for (std::int64_t j = 0; j < c; ++j) {
       dx[j] = r * (dy[j] * weight[j] - x[j] * r * mean_g_xhat);
     }
+    if (residual_grad != nullptr) {
+      const T* residual = residual_grad + i * c;
+      for (std::int64_t j = 0; j < c; ++j) dx[j] += residual[j];
+    }
   }
 }
 
 #define MOEBENCH_INSTANTIATE_RMSNORM(T)                                                           \
   template void rmsnorm_forward<T>(T*, T*, const T*, const T*, std::int64_t, std::int64_t, T);    \
-  template void rmsnorm_backward<T>(T*, T*, const T*, const T*, const T*, const T*, std::int64_t, \
-                                    std::int64_t);
+  template void rmsnorm_backward<T>(T*, T*, const T*, const T*, const T*, const T*, const T*,      \
+                                    std::int64_t, std::int64_t);
 MOEBENCH_INSTANTIATE_RMSNORM(float)
 MOEBENCH_INSTANTIATE_RMSNORM(double)
 #undef MOEBENCH_INSTANTIATE_RMSNORM

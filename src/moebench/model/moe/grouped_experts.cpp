@@ -182,7 +182,6 @@ Tensor GroupedExperts::backward(const Tensor& dout, const Context& context) {
 
 void GroupedExperts::flush_weight_gradients() {
   const bool overwrite = std::exchange(overwrite_on_flush_, false);
-  set_grad_squares(Tensor());  // the gradients are about to change
   if (kept_.empty()) {
     if (overwrite)
       zero_weight_gradients();
@@ -204,6 +203,7 @@ void GroupedExperts::flush_weight_gradients() {
     ops::k_grouped_gemm_tn_contiguous(fc1_grads, fc1_segments, output, &grad_squares_);
     set_grad_squares(grad_squares_);
   } else {
+    set_grad_squares(Tensor());  // unknown: the CPU's GEMMs do not sum them
     if (overwrite)
       zero_weight_gradients();
     // In backward order, so each gradient accumulates exactly as with N = 1.
@@ -216,6 +216,7 @@ void GroupedExperts::flush_weight_gradients() {
 }
 
 void GroupedExperts::zero_weight_gradients() {
+  set_grad_squares(Tensor());
   for (std::vector<Parameter>* weights : {&linear_fc1_, &linear_fc2_})
     for (Parameter& weight : *weights) ops::zero_(weight.grad);
 }

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "moebench/core/device_transfer.h"
+#include "moebench/core/error.h"
 #include "moebench/core/tensor.h"
 
 namespace moebench {
@@ -249,6 +251,30 @@ TEST(ForEachOffsetPair, VisitsRowMajorUnderBothLayouts) {
   const std::vector<std::pair<int64_t, int64_t>> expected = {{0, 10}, {1, 12}, {2, 14},
                                                              {3, 11}, {4, 13}, {5, 15}};
   EXPECT_EQ(visited, expected);
+}
+
+}  // namespace
+}  // namespace moebench
+
+namespace moebench {
+namespace {
+
+// Host tensors through the transfer functions (what a build without CUDA
+// has): to_host and to_device(cpu) copy, copy_into takes a strided source.
+TEST(CoreDeviceTransfer, HostTensorsCopyAndStridedSourcesArrive) {
+  const Tensor matrix = Tensor::from_vector(std::vector<float>{1, 2, 3, 4, 5, 6}, {2, 3});
+  const Tensor columns = matrix.slice(1, 1, 3);  // {{2, 3}, {5, 6}}, not contiguous
+  ASSERT_FALSE(columns.is_contiguous());
+  EXPECT_EQ(values_of(to_host(columns)), (std::vector<float>{2, 3, 5, 6}));
+  const Tensor copy = to_device(matrix, Device::cpu());
+  EXPECT_NE(copy.data_ptr(), matrix.data_ptr());
+  EXPECT_EQ(values_of(copy), values_of(matrix));
+
+  Tensor destination = Tensor::zeros({2, 2}, DType::F32);
+  copy_into(destination, columns);
+  EXPECT_EQ(values_of(destination), (std::vector<float>{2, 3, 5, 6}));
+  Tensor wrong = Tensor::zeros({4}, DType::F32);
+  EXPECT_THROW(copy_into(wrong, columns), Error);
 }
 
 }  // namespace

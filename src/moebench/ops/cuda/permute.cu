@@ -165,9 +165,9 @@ __global__ void __launch_bounds__(kRowThreads)
   __syncthreads();
   for (std::int64_t column = std::int64_t(threadIdx.x) * kPackSize; column < hidden;
        column += std::int64_t(blockDim.x) * kPackSize) {
-    const Bf16Pack pack = *reinterpret_cast<const Bf16Pack*>(input + token * hidden + column);
+    const uint4 pack = load_raw_pack(input + token * hidden + column);
     for (int j = 0; j < topk; ++j)
-      if (rows[j] >= 0) *reinterpret_cast<Bf16Pack*>(permuted + rows[j] * hidden + column) = pack;
+      if (rows[j] >= 0) *reinterpret_cast<uint4*>(permuted + rows[j] * hidden + column) = pack;
   }
 }
 

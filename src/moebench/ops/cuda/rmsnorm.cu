@@ -89,33 +89,6 @@ __global__ void rmsnorm_forward_kernel(__nv_bfloat16* __restrict__ out, float* _
   if (threadIdx.x == 0) rstd[row] = r;
 }
 
-// A pack moved as one uint4, so that the access is a single 16-byte vector
-// instruction (Bf16Pack's four bf16 pairs compile to four 4-byte ones), and
-// kept as loaded (4 registers rather than 8 floats) until it is used.
-__device__ inline uint4 load_raw_pack(const __nv_bfloat16* address) {
-  return *reinterpret_cast<const uint4*>(address);
-}
-
-// bf16 to fp32 is exact: the bf16 bits become the high half of the float.
-__device__ inline void unpack(float (&out)[kPackSize], const uint4& raw) {
-  const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
-#pragma unroll
-  for (int k = 0; k < 4; ++k) {
-    out[2 * k] = __uint_as_float(words[k] << 16);
-    out[2 * k + 1] = __uint_as_float(words[k] & 0xffff0000u);
-  }
-}
-
-__device__ inline void store_raw_pack(__nv_bfloat16* address, const float (&values)[kPackSize]) {
-  uint32_t words[4];
-#pragma unroll
-  for (int k = 0; k < 4; ++k) {
-    const __nv_bfloat162 pair = __floats2bfloat162_rn(values[2 * k], values[2 * k + 1]);
-    memcpy(&words[k], &pair, sizeof(pair));
-  }
-  *reinterpret_cast<uint4*>(address) = make_uint4(words[0], words[1], words[2], words[3]);
-}
-
 // Sum over the `group` threads of a row (consecutive threads, group a power of
 // two up to 32 or a multiple of 32 dividing blockDim.x), returned to each of
 // them; a fixed order, and every thread of the block must call it.
@@ -205,7 +178,7 @@ __global__ void __launch_bounds__(kMaxPackedThreads)
 #pragma unroll
         for (int e = 0; e < kPackSize; ++e) dx[e] += rf[e];
       }
-      store_raw_pack(dinp + offset + j, dx);
+      store_pack(dinp + offset + j, dx);
     }
   }
   float* block_partial = partials + int64_t(blockIdx.x) * c;

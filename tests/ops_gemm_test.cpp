@@ -1,11 +1,14 @@
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cstdint>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "finite_difference.h"
+#include "moebench/core/error.h"
 #include "moebench/ops/gemm.h"
 
 namespace moebench::ops::cpu {
@@ -73,9 +76,9 @@ TEST(OpsLinear, ForwardAddsTheBiasToEachRow) {
   const std::vector<float> weight = {1, 0, 0, 1, 1, 1};
   const std::vector<float> bias = {0.5f, -1.0f, 0.0f};
   std::vector<float> out(3);
-  linear_forward(out.data(), inp.data(), weight.data(), bias.data(), 1, 2, 3);
+  linear_forward(out.data(), inp.data(), weight.data(), bias.data(), nullptr, 1, 2, 3);
   EXPECT_EQ(out, (std::vector<float>{1.5f, 1.0f, 3.0f}));
-  linear_forward(out.data(), inp.data(), weight.data(), nullptr, 1, 2, 3);
+  linear_forward(out.data(), inp.data(), weight.data(), nullptr, nullptr, 1, 2, 3);
   EXPECT_EQ(out, (std::vector<float>{1.0f, 2.0f, 3.0f}));
 }
 
@@ -89,7 +92,7 @@ TEST(OpsLinear, BackwardMatchesFiniteDifferences) {
   const std::vector<double> dout = uniform_vector(rng, n * out_features);
   auto loss = [&](const std::vector<double>&) {
     std::vector<double> out(n * out_features);
-    linear_forward(out.data(), inp.data(), weight.data(), bias.data(), n, in_features,
+    linear_forward(out.data(), inp.data(), weight.data(), bias.data(), nullptr, n, in_features,
                    out_features);
     return std::inner_product(out.begin(), out.end(), dout.begin(), 0.0);
   };
@@ -101,7 +104,7 @@ TEST(OpsLinear, BackwardMatchesFiniteDifferences) {
   std::vector<double> dweight = dweight_before;
   std::vector<double> dbias = dbias_before;
   linear_backward(dinp.data(), dweight.data(), dbias.data(), dout.data(), inp.data(), weight.data(),
-                  n, in_features, out_features);
+                  n, in_features, out_features, GemmOutput::kOverwrite);
   for (std::size_t i = 0; i < dweight.size(); ++i) dweight[i] -= dweight_before[i];
   for (std::size_t i = 0; i < dbias.size(); ++i) dbias[i] -= dbias_before[i];
 
@@ -113,9 +116,112 @@ TEST(OpsLinear, BackwardMatchesFiniteDifferences) {
   std::vector<double> dinp_no_bias(inp.size());
   std::vector<double> dweight_no_bias(weight.size(), 0.0);
   linear_backward(dinp_no_bias.data(), dweight_no_bias.data(), nullptr, dout.data(), inp.data(),
-                  weight.data(), n, in_features, out_features);
+                  weight.data(), n, in_features, out_features, GemmOutput::kOverwrite);
   EXPECT_LT(max_relative_error(dinp_no_bias, dinp), 1e-14);
   EXPECT_LT(max_relative_error(dweight_no_bias, dweight), 1e-14);
+}
+
+// Shapes and operands of a linear layer with a residual and a gradient to
+// accumulate into: the new operands of linear_forward / linear_backward.
+struct LinearWithResidual {
+  static constexpr std::int64_t n = 6, in_features = 5, out_features = 7;
+  std::mt19937_64 rng{23};
+  std::vector<double> inp = uniform_vector(rng, n * in_features);
+  std::vector<double> weight = uniform_vector(rng, out_features * in_features);
+  std::vector<double> bias = uniform_vector(rng, out_features);
+  std::vector<double> residual = uniform_vector(rng, n * out_features);
+  std::vector<double> dout = uniform_vector(rng, n * out_features);
+  std::vector<double> dinp_before = uniform_vector(rng, n * in_features);
+
+  // The unfused layer: the linear layer, then a separate add of the residual.
+  std::vector<double> forward_then_add() const {
+    std::vector<double> out(n * out_features);
+    linear_forward(out.data(), inp.data(), weight.data(), bias.data(), nullptr, n, in_features, out_features);
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] += residual[i];
+    return out;
+  }
+};
+
+TEST(OpsLinear, ForwardAddsASeparateOrInPlaceResidualAsASeparateAddWould) {
+  const LinearWithResidual l;
+  const std::int64_t n = l.n, in = l.in_features, outf = l.out_features;
+  const std::vector<double> expected = l.forward_then_add();
+  // From the definition too: the GEMM, then bias and residual.
+  std::vector<double> product(n * outf);
+  gemm(product.data(), l.inp.data(), l.weight.data(), n, outf, in, GemmLayout::kNT, GemmOutput::kOverwrite);
+  for (std::int64_t i = 0; i < n * outf; ++i) product[i] += l.bias[i % outf] + l.residual[i];
+  EXPECT_LT(max_relative_error(expected, product), 1e-14);
+
+  std::vector<double> out(n * outf, -1.0);
+  linear_forward(out.data(), l.inp.data(), l.weight.data(), l.bias.data(), l.residual.data(), n, in, outf);
+  EXPECT_EQ(out, expected);
+  std::vector<double> in_place = l.residual;
+  linear_forward(in_place.data(), l.inp.data(), l.weight.data(), l.bias.data(), in_place.data(), n, in, outf);
+  EXPECT_EQ(in_place, expected);
+}
+
+TEST(OpsLinear, BackwardAccumulatesTheInputGradientAsASeparateAddWould) {
+  const LinearWithResidual l;
+  const std::int64_t n = l.n, in = l.in_features, outf = l.out_features;
+  std::vector<double> dinp(n * in, -1.0), dweight(outf * in, 0.0), dbias(outf, 0.0);
+  linear_backward(dinp.data(), dweight.data(), dbias.data(), l.dout.data(), l.inp.data(), l.weight.data(), n, in,
+                  outf, GemmOutput::kOverwrite);
+  std::vector<double> expected = l.dinp_before;
+  for (std::size_t i = 0; i < expected.size(); ++i) expected[i] += dinp[i];
+
+  std::vector<double> accumulated = l.dinp_before, dweight_again(outf * in, 0.0), dbias_again(outf, 0.0);
+  linear_backward(accumulated.data(), dweight_again.data(), dbias_again.data(), l.dout.data(), l.inp.data(),
+                  l.weight.data(), n, in, outf, GemmOutput::kAccumulate);
+  EXPECT_EQ(accumulated, expected);
+  EXPECT_EQ(dweight_again, dweight);
+  EXPECT_EQ(dbias_again, dbias);
+}
+
+// The Tensor-level ops pass the residual and the dinp mode on to the twins.
+TEST(OpsLinearTensor, ResidualAndAccumulatedInputGradientMatchTheTwins) {
+  const LinearWithResidual l;
+  const std::int64_t n = l.n, in = l.in_features, outf = l.out_features;
+  const Tensor inp = Tensor::from_vector(l.inp, {n, in}), weight = Tensor::from_vector(l.weight, {outf, in});
+  const Tensor bias = Tensor::from_vector(l.bias), residual = Tensor::from_vector(l.residual, {n, outf});
+  const std::vector<double> expected = l.forward_then_add();
+
+  Tensor out = Tensor::empty({n, outf}, DType::F64);
+  ops::linear_forward(out, inp, weight, bias, residual);
+  EXPECT_EQ(std::vector<double>(out.data<double>(), out.data<double>() + n * outf), expected);
+  Tensor in_place = residual.clone();
+  ops::linear_forward(in_place, inp, weight, bias, in_place);
+  EXPECT_EQ(std::vector<double>(in_place.data<double>(), in_place.data<double>() + n * outf), expected);
+
+  std::vector<double> dinp_expected = l.dinp_before, dweight(outf * in, 0.0);
+  linear_backward(dinp_expected.data(), dweight.data(), nullptr, l.dout.data(), l.inp.data(), l.weight.data(), n, in,
+                  outf, GemmOutput::kAccumulate);
+  Tensor dinp = Tensor::from_vector(l.dinp_before, {n, in});
+  Tensor dweight_tensor = Tensor::zeros({outf, in}, DType::F64), no_bias;
+  ops::linear_backward(dinp, dweight_tensor, no_bias, Tensor::from_vector(l.dout, {n, outf}), inp, weight,
+                       GemmOutput::kAccumulate);
+  EXPECT_EQ(std::vector<double>(dinp.data<double>(), dinp.data<double>() + n * in), dinp_expected);
+}
+
+TEST(OpsLinearTensor, RejectsAResidualOfAnotherDtypeSizeOrPartlyOverlappingOut) {
+  const Tensor inp = Tensor::zeros({4, 3}, DType::F32), weight = Tensor::zeros({5, 3}, DType::F32), no_bias;
+  Tensor out = Tensor::empty({4, 5}, DType::F32);
+  const auto message_of = [&](const Tensor& residual) {
+    try {
+      ops::linear_forward(out, inp, weight, no_bias, residual);
+    } catch (const Error& error) {
+      return std::string(error.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_THAT(message_of(Tensor::zeros({4, 5}, DType::F64)), ::testing::HasSubstr("residual must be of out's dtype"));
+  EXPECT_THAT(message_of(Tensor::zeros({4, 4}, DType::F32)), ::testing::HasSubstr("residual must have 20 elements"));
+  EXPECT_THAT(message_of(Tensor::zeros({5, 4}, DType::F32).transpose(0, 1)),
+              ::testing::HasSubstr("residual must be contiguous"));
+  // One row apart in the same storage: read after it is written.
+  const Tensor rows = Tensor::zeros({5, 5}, DType::F32);
+  out = rows.slice(0, 0, 4);
+  EXPECT_THAT(message_of(rows.slice(0, 1, 5)), ::testing::HasSubstr("partly overlaps out"));
+  EXPECT_EQ(message_of(out), "no error");
 }
 
 }  // namespace

@@ -23,10 +23,14 @@ struct Linear {
   int64_t in_features() const { return weight.value.size(1); }
   int64_t out_features() const { return weight.value.size(0); }
 
-  // inp [N, in] -> out [N, out].
-  Tensor forward(const Tensor& inp) const;
+  // inp [N, in] -> out [N, out] (+ residual [N, out], added in the GEMM's
+  // epilogue on CUDA; undefined for none).
+  Tensor forward(const Tensor& inp, const Tensor& residual = Tensor()) const;
   // Returns dinp [N, in]; accumulates weight.grad (and bias.grad).
   Tensor backward(const Tensor& dout, const Tensor& inp);
+  // As backward, but adds the input gradient to dinp [N, in] (one GEMM with
+  // beta = 1 on CUDA) instead of returning it.
+  void backward_accumulate(Tensor& dinp, const Tensor& dout, const Tensor& inp);
 
   void collect(std::vector<Parameter*>& parameters);
 };

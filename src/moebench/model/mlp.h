@@ -27,14 +27,22 @@ class MLP {
   MLP(const std::string& prefix, int64_t hidden, int64_t ffn, float std, float fc2_std,
       uint64_t seed, const dist::TensorParallelRegions& tp = {});
 
-  Tensor forward(const Tensor& inp, Context& context) const;
+  // inp [n, h] -> [n, h] (+ residual [n, h], undefined for none: added by
+  // linear_fc2 after its tp reduction, see RowParallelLinear::forward).
+  Tensor forward(const Tensor& inp, Context& context, const Tensor& residual = Tensor()) const;
   Tensor backward(const Tensor& dout, const Context& context);
+  // As backward, but adds the input gradient to dinp [n, h] (in linear_fc1's
+  // GEMM with one tp rank).
+  void backward_accumulate(Tensor& dinp, const Tensor& dout, const Context& context);
 
   void collect(std::vector<Parameter*>& parameters);
 
  private:
   ColumnParallelLinear linear_fc1_;
   RowParallelLinear linear_fc2_;
+
+  // The gradient of linear_fc1's output, from dout through linear_fc2 and SwiGLU.
+  Tensor fc1_gradient(const Tensor& dout, const Context& context);
 };
 
 }  // namespace moebench::model

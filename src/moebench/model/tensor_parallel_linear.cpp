@@ -1,6 +1,7 @@
 #include "moebench/model/tensor_parallel_linear.h"
 
 #include "moebench/core/error.h"
+#include "moebench/model/elementwise.h"
 #include "moebench/model/parameter_init.h"
 
 namespace moebench::model {
@@ -39,6 +40,11 @@ Tensor ColumnParallelLinear::backward(const Tensor& dout, const Tensor& inp) {
   return tp_.enter_backward(linear_.backward(dout, tp_.enter(inp)));
 }
 
+void ColumnParallelLinear::backward_accumulate(Tensor& dinp, const Tensor& dout, const Tensor& inp) {
+  if (!tp_.is_parallel()) return linear_.backward_accumulate(dinp, dout, inp);
+  add_into(dinp, backward(dout, inp));
+}
+
 void ColumnParallelLinear::collect(std::vector<Parameter*>& parameters) { linear_.collect(parameters); }
 
 RowParallelLinear::RowParallelLinear(const std::string& prefix, int64_t in_features, int64_t out_features,
@@ -54,15 +60,20 @@ RowParallelLinear::RowParallelLinear(const std::string& prefix, int64_t in_featu
   bias_.grad_partial_over_tp = tp.sequence_parallel();
 }
 
-Tensor RowParallelLinear::forward(const Tensor& inp) const {
+Tensor RowParallelLinear::forward(const Tensor& inp, const Tensor& residual) const {
+  // Nothing between the GEMM and the residual add with one rank and no bias:
+  // the GEMM's epilogue adds it.
+  if (!tp_.is_parallel() && !bias_.value.defined()) return linear_.forward(inp, residual);
   Tensor out = tp_.exit(linear_.forward(inp));
-  if (!bias_.value.defined()) return out;
-  require_cpu(out, "RowParallelLinear's bias");
-  const int64_t rows = out.size(0), width = out.size(1);
-  float* values = out.data<float>();
-  const float* bias = bias_.value.data<float>();
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < width; ++c) values[r * width + c] += bias[c];
+  if (bias_.value.defined()) {
+    require_cpu(out, "RowParallelLinear's bias");
+    const int64_t rows = out.size(0), width = out.size(1);
+    float* values = out.data<float>();
+    const float* bias = bias_.value.data<float>();
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < width; ++c) values[r * width + c] += bias[c];
+  }
+  if (residual.defined()) add_into(out, residual);
   return out;
 }
 

@@ -37,6 +37,9 @@ class ColumnParallelLinear {
   Tensor forward(const Tensor& inp) const;
   // dout [N, out / TP], inp as given to forward -> dinp like inp; accumulates grads.
   Tensor backward(const Tensor& dout, const Tensor& inp);
+  // As backward, but adds dinp to `dinp`: with one tp rank in the GEMM
+  // (beta = 1), else after the tp reduction of the input gradient.
+  void backward_accumulate(Tensor& dinp, const Tensor& dout, const Tensor& inp);
 
   void collect(std::vector<Parameter*>& parameters);
 
@@ -53,8 +56,11 @@ class RowParallelLinear {
 
   int64_t in_features() const { return linear_.in_features(); }  // this rank's: in / TP
 
-  // inp [N, in / TP] -> [n, out] summed over the tp ranks (this rank's tokens under SP).
-  Tensor forward(const Tensor& inp) const;
+  // inp [N, in / TP] -> [n, out] summed over the tp ranks (this rank's tokens
+  // under SP), + bias, + residual [n, out] (undefined for none): the residual
+  // is added once after the tp reduction. With one tp rank and no bias the
+  // GEMM adds it in its epilogue (a new output; the residual is not written).
+  Tensor forward(const Tensor& inp, const Tensor& residual = Tensor()) const;
   // dout [n, out] -> dinp [N, in / TP]; accumulates grads.
   Tensor backward(const Tensor& dout, const Tensor& inp);
 

@@ -1,5 +1,6 @@
 #include "moebench/ops/gemm.h"
 
+#include <cstdint>
 #include <initializer_list>
 #include <string>
 
@@ -37,6 +38,22 @@ GemmDims gemm_dims(const char* op, const Tensor& c, const Tensor& a, const Tenso
   return d;
 }
 
+// linear_forward's residual: out's dtype, device and element count, and
+// either out itself or apart from it (a partial overlap would be read after
+// it was written).
+void require_residual(const char* op, const Tensor& residual, const Tensor& out) {
+  require_contiguous(op, "residual", residual);
+  require_same_device(op, "residual", residual, out, "out");
+  if (residual.dtype() != out.dtype()) unsupported(op, "residual", residual, "of out's dtype");
+  require_numel(op, "residual", residual, out.numel());
+  const auto first = reinterpret_cast<std::uintptr_t>(residual.data_ptr());
+  const auto out_first = reinterpret_cast<std::uintptr_t>(out.data_ptr());
+  const bool overlaps = first < out_first + out.nbytes() && out_first < first + residual.nbytes();
+  if (overlaps && first != out_first)
+    throw Error(std::string("ops::") + op + ": residual " + residual.describe() +
+                " partly overlaps out; pass out itself or a separate tensor");
+}
+
 }  // namespace
 
 void gemm(Tensor& c, const Tensor& a, const Tensor& b, GemmLayout layout, GemmOutput output) {
@@ -59,10 +76,11 @@ void gemm(Tensor& c, const Tensor& a, const Tensor& b, GemmLayout layout, GemmOu
     if (c.dtype() == DType::F32)
       return cuda::gemm(context, c.data<float>(), bf16_ptr(a), bf16_ptr(b), d.m, d.n, d.k, layout, output,
                         current_stream());
-    if (c.dtype() == DType::BF16 && output == GemmOutput::kOverwrite)
-      return cuda::gemm(context, bf16_ptr(c), bf16_ptr(a), bf16_ptr(b), nullptr, d.m, d.n, d.k, layout,
+    if (c.dtype() == DType::BF16)
+      return cuda::gemm(context, bf16_ptr(c), bf16_ptr(a), bf16_ptr(b), nullptr,
+                        output == GemmOutput::kAccumulate ? bf16_ptr(c) : nullptr, d.m, d.n, d.k, layout,
                         current_stream());
-    unsupported(op, "c", c, "f32 (= or +=) or bf16 (=) on CUDA");
+    unsupported(op, "c", c, "f32 or bf16 on CUDA");
 #endif
   }
   if (c.dtype() != a.dtype()) unsupported(op, "c", c, "of a's dtype on the CPU");
@@ -71,7 +89,8 @@ void gemm(Tensor& c, const Tensor& a, const Tensor& b, GemmLayout layout, GemmOu
   cpu::gemm(c.data<double>(), a.data<double>(), b.data<double>(), d.m, d.n, d.k, layout, output);
 }
 
-void linear_forward(Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor& bias) {
+void linear_forward(Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor& bias,
+                    const Tensor& residual) {
   const char* op = "linear_forward";
   require_activation(op, "inp", inp);
   require_contiguous(op, "weight", weight);
@@ -90,29 +109,33 @@ void linear_forward(Tensor& out, const Tensor& inp, const Tensor& weight, const 
     require_numel(op, "bias", bias, outf);
     if (bias.dtype() != inp.dtype()) unsupported(op, "bias", bias, "of inp's dtype");
   }
+  if (residual.defined()) require_residual(op, residual, out);
   if (is_cuda(op, inp)) {
 #ifdef MOEBENCH_WITH_CUDA
     if (n == 0) return;
     auto& context = cuda::GemmContext::for_current_device();
     if (out.dtype() == DType::BF16)
       return cuda::gemm(context, bf16_ptr(out), bf16_ptr(inp), bf16_ptr(weight),
-                        bias.defined() ? bf16_ptr(bias) : nullptr, n, outf, in, GemmLayout::kNT, current_stream());
-    if (out.dtype() == DType::F32 && !bias.defined())
+                        bias.defined() ? bf16_ptr(bias) : nullptr, residual.defined() ? bf16_ptr(residual) : nullptr,
+                        n, outf, in, GemmLayout::kNT, current_stream());
+    if (out.dtype() == DType::F32 && !bias.defined() && !residual.defined())
       return cuda::gemm(context, out.data<float>(), bf16_ptr(inp), bf16_ptr(weight), n, outf, in, GemmLayout::kNT,
                         GemmOutput::kOverwrite, current_stream());
-    unsupported(op, "out", out, "bf16, or f32 without a bias, on CUDA");
+    unsupported(op, "out", out, "bf16, or f32 without a bias or residual, on CUDA");
 #endif
   }
   if (out.dtype() != inp.dtype()) unsupported(op, "out", out, "of inp's dtype on the CPU");
   if (inp.dtype() == DType::F32)
     return cpu::linear_forward(out.data<float>(), inp.data<float>(), weight.data<float>(),
-                               bias.defined() ? bias.data<float>() : nullptr, n, in, outf);
+                               bias.defined() ? bias.data<float>() : nullptr,
+                               residual.defined() ? residual.data<float>() : nullptr, n, in, outf);
   cpu::linear_forward(out.data<double>(), inp.data<double>(), weight.data<double>(),
-                      bias.defined() ? bias.data<double>() : nullptr, n, in, outf);
+                      bias.defined() ? bias.data<double>() : nullptr,
+                      residual.defined() ? residual.data<double>() : nullptr, n, in, outf);
 }
 
 void linear_backward(Tensor& dinp, Tensor& dweight, Tensor& dbias, const Tensor& dout, const Tensor& inp,
-                     const Tensor& weight) {
+                     const Tensor& weight, GemmOutput dinp_output) {
   const char* op = "linear_backward";
   require_activation(op, "inp", inp);
   require_activation(op, "dout", dout);
@@ -135,7 +158,8 @@ void linear_backward(Tensor& dinp, Tensor& dweight, Tensor& dbias, const Tensor&
     if (n == 0) return;
     auto& context = cuda::GemmContext::for_current_device();
     const cudaStream_t stream = current_stream();
-    cuda::gemm(context, bf16_ptr(dinp), bf16_ptr(dout), bf16_ptr(weight), nullptr, n, in, outf, GemmLayout::kNN,
+    cuda::gemm(context, bf16_ptr(dinp), bf16_ptr(dout), bf16_ptr(weight), nullptr,
+               dinp_output == GemmOutput::kAccumulate ? bf16_ptr(dinp) : nullptr, n, in, outf, GemmLayout::kNN,
                stream);
     cuda::gemm(context, dweight.data<float>(), bf16_ptr(dout), bf16_ptr(inp), outf, in, n, GemmLayout::kTN,
                GemmOutput::kAccumulate, stream);
@@ -153,9 +177,9 @@ void linear_backward(Tensor& dinp, Tensor& dweight, Tensor& dbias, const Tensor&
   if (inp.dtype() == DType::F32)
     return cpu::linear_backward(dinp.data<float>(), dweight.data<float>(),
                                 dbias.defined() ? dbias.data<float>() : nullptr, dout.data<float>(),
-                                inp.data<float>(), weight.data<float>(), n, in, outf);
+                                inp.data<float>(), weight.data<float>(), n, in, outf, dinp_output);
   cpu::linear_backward(dinp.data<double>(), dweight.data<double>(), dbias.defined() ? dbias.data<double>() : nullptr,
-                       dout.data<double>(), inp.data<double>(), weight.data<double>(), n, in, outf);
+                       dout.data<double>(), inp.data<double>(), weight.data<double>(), n, in, outf, dinp_output);
 }
 
 }  // namespace moebench::ops

@@ -2,9 +2,11 @@
 // Dense matrix products: the general GEMM and the linear layer built on it.
 // All matrices are row-major and contiguous. Forward and backward take their
 // arguments in the same order; parameter gradients accumulate (+=),
-// activation gradients are written (=). The optional bias pointers are
-// std::type_identity_t<T> so that T is deduced from the other arrays and
-// nullptr can be passed.
+// activation gradients are written (=) unless the caller asks to add them to
+// what is there (GemmOutput::kAccumulate: one GEMM with beta = 1 instead of a
+// GEMM and a separate add). A forward may add a residual matrix to its
+// output the same way. The optional pointers are std::type_identity_t<T> so
+// that T is deduced from the other arrays and nullptr can be passed.
 #include <cstdint>
 
 #include "moebench/core/tensor.h"
@@ -32,17 +34,22 @@ template <typename T>
 void gemm(T* c, const T* a, const T* b, std::int64_t m, std::int64_t n, std::int64_t k,
           GemmLayout layout, GemmOutput output);
 
-// out[N,OC] = inp[N,IC] @ weight[OC,IC]^T + bias[OC]; bias may be nullptr.
+// out[N,OC] = inp[N,IC] @ weight[OC,IC]^T + bias[OC] + residual[N,OC]; bias
+// and residual may be nullptr, residual may be out itself. The residual is
+// added last, so the result is exactly that of a linear layer followed by a
+// separate residual add.
 template <typename T>
 void linear_forward(T* out, const T* inp, const T* weight, const std::type_identity_t<T>* bias,
-                    std::int64_t n, std::int64_t in_features, std::int64_t out_features);
+                    const std::type_identity_t<T>* residual, std::int64_t n, std::int64_t in_features,
+                    std::int64_t out_features);
 
-// dinp[N,IC] = dout @ weight; dweight[OC,IC] += dout^T @ inp;
+// dinp[N,IC] (=|+=) dout @ weight; dweight[OC,IC] += dout^T @ inp;
 // dbias[OC] += column sums of dout (pass nullptr when the layer has no bias).
+// dinp += adds the finished product, as a separate add after the GEMM would.
 template <typename T>
 void linear_backward(T* dinp, T* dweight, std::type_identity_t<T>* dbias, const T* dout,
                      const T* inp, const T* weight, std::int64_t n, std::int64_t in_features,
-                     std::int64_t out_features);
+                     std::int64_t out_features, GemmOutput dinp_output);
 
 }  // namespace moebench::ops::cpu
 
@@ -64,8 +71,9 @@ namespace moebench::ops::cuda {
 
 // The cuBLASLt state of one device: the handle, a 32 MiB workspace and the
 // plans (descriptors, layouts, chosen algorithm) already made, keyed by
-// (m, n, k, layout, output type, epilogue, pointer alignment). Get the
-// device's one context with for_current_device(); it lives for the process.
+// (m, n, k, layout, output type, epilogue, whether C is read and whether it
+// is the output itself, pointer alignment). Get the device's one context
+// with for_current_device(); it lives for the process.
 // All GEMMs through one context share its workspace, so GEMMs issued on two
 // streams that can run at the same time need two contexts.
 class GemmContext {
@@ -92,6 +100,14 @@ void gemm(GemmContext& context, __nv_bfloat16* c, const __nv_bfloat16* a, const 
           const __nv_bfloat16* bias, std::int64_t m, std::int64_t n, std::int64_t k, GemmLayout layout,
           cudaStream_t stream);
 
+// c[M,N] = op(a) @ op(b) + bias[N] + addend[M,N] in one cuBLASLt call (the
+// addend is its C, with beta = 1): a residual add or an accumulation in the
+// GEMM's epilogue, rounded to bf16 once. addend is c itself (c +=), a bf16
+// [M,N] matrix that does not overlap c, or nullptr (the overload above).
+void gemm(GemmContext& context, __nv_bfloat16* c, const __nv_bfloat16* a, const __nv_bfloat16* b,
+          const __nv_bfloat16* bias, const __nv_bfloat16* addend, std::int64_t m, std::int64_t n, std::int64_t k,
+          GemmLayout layout, cudaStream_t stream);
+
 // c[M,N] (=|+=) op(a) @ op(b) in fp32: the weight-gradient path into fp32
 // main gradients (kTN with kAccumulate).
 void gemm(GemmContext& context, float* c, const __nv_bfloat16* a, const __nv_bfloat16* b, std::int64_t m,
@@ -105,15 +121,21 @@ namespace moebench::ops {
 // Tensor-level ops: check shapes, dtypes and devices, then dispatch on the
 // device (CPU f32/f64 -> ops::cpu, CUDA bf16 -> ops::cuda on ops::current_stream()).
 // Matrices are contiguous; a linear layer's inp and out may have more dims
-// (rows = numel / features). CUDA: bf16 a and b with a bf16 c (=) or an f32 c
-// (= or +=: weight gradients accumulate into f32 main grads).
+// (rows = numel / features). CUDA: bf16 a and b with a bf16 c or an f32 c, each
+// = or += (f32: weight gradients accumulate into f32 main grads; bf16: beta = 1).
 void gemm(Tensor& c, const Tensor& a, const Tensor& b, GemmLayout layout, GemmOutput output);
-// out[N, OC] = inp[N, IC] @ weight[OC, IC]^T (+ bias[OC]; undefined for none).
-// On CUDA out is bf16 (bias allowed) or f32 (the router's fp32 logits, no bias).
-void linear_forward(Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor& bias);
-// dinp = dout @ weight (written); dweight += dout^T @ inp; dbias += column sums
-// of dout (undefined when the layer has none). On CUDA dweight and dbias are f32.
+// out[N, OC] = inp[N, IC] @ weight[OC, IC]^T (+ bias[OC]) (+ residual[N, OC]);
+// bias and residual are undefined for none. The residual has out's dtype,
+// device and element count, and is either out itself or apart from it; on
+// CUDA it is added in the GEMM's epilogue. On CUDA out is bf16 (bias and
+// residual allowed) or f32 (the router's fp32 logits, neither).
+void linear_forward(Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor& bias,
+                    const Tensor& residual = Tensor());
+// dinp = dout @ weight, written (kOverwrite) or added to dinp (kAccumulate: on
+// CUDA the same GEMM with beta = 1); dweight += dout^T @ inp; dbias += column
+// sums of dout (undefined when the layer has none). On CUDA dweight and dbias
+// are f32.
 void linear_backward(Tensor& dinp, Tensor& dweight, Tensor& dbias, const Tensor& dout, const Tensor& inp,
-                     const Tensor& weight);
+                     const Tensor& weight, GemmOutput dinp_output = GemmOutput::kOverwrite);
 
 }  // namespace moebench::ops

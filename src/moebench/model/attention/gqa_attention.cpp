@@ -63,8 +63,8 @@ GqaAttention::GqaAttention(const std::string& prefix, const config::ModelConfig&
   }
 }
 
-Tensor GqaAttention::forward(const Tensor& inp, int64_t batch, int64_t seq,
-                             Context& context) const {
+Tensor GqaAttention::forward(const Tensor& inp, int64_t batch, int64_t seq, Context& context,
+                             const Tensor& residual) const {
   const int64_t tokens = batch * seq;
   context.batch = batch;
   context.seq = seq;
@@ -85,7 +85,7 @@ Tensor GqaAttention::forward(const Tensor& inp, int64_t batch, int64_t seq,
   context.attn = ops::empty_like(qkv, {tokens, heads_ * head_dim_});
   context.lse = Tensor::empty({batch, heads_, seq}, ops::statistic_dtype(qkv), qkv.device());
   ops::causal_attention_forward(context.attn, context.lse, context.q, context.k, context.v, shape);
-  return linear_proj_.forward(context.attn);
+  return linear_proj_.forward(context.attn, residual);
 }
 
 Tensor GqaAttention::backward(const Tensor& dout, const Context& context) {

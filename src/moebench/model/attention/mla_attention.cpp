@@ -5,7 +5,6 @@
 
 #include "moebench/core/error.h"
 
-#include "moebench/model/elementwise.h"
 #include "moebench/ops/attention.h"
 #include "moebench/ops/elementwise.h"
 
@@ -79,8 +78,8 @@ Tensor MlaAttention::project_queries_backward(const Tensor& dq, const Context& c
   return linear_q_down_proj_->backward(dlatent, context.inp);
 }
 
-Tensor MlaAttention::forward(const Tensor& inp, int64_t batch, int64_t seq,
-                             Context& context) const {
+Tensor MlaAttention::forward(const Tensor& inp, int64_t batch, int64_t seq, Context& context,
+                             const Tensor& residual) const {
   const int64_t tokens = batch * seq, rows = tokens * heads_;
   const int64_t qk_dim = nope_dim_ + rope_dim_;
   context.batch = batch;
@@ -117,7 +116,7 @@ Tensor MlaAttention::forward(const Tensor& inp, int64_t batch, int64_t seq,
   context.lse = Tensor::empty({batch, heads_, seq}, ops::statistic_dtype(kv), kv.device());
   ops::causal_attention_forward(context.attn, context.lse, context.q, context.k, context.v, shape,
                                 softmax_scale_);
-  return linear_proj_.forward(context.attn);
+  return linear_proj_.forward(context.attn, residual);
 }
 
 Tensor MlaAttention::backward(const Tensor& dout, const Context& context) {
@@ -153,7 +152,7 @@ Tensor MlaAttention::backward(const Tensor& dout, const Context& context) {
   Tensor dkv_down = ops::empty_like(dlatent, {own_tokens, kv_lora_rank_ + rope_dim_});
   ops::copy_columns(dkv_down, kv_lora_rank_ + rope_dim_, 0, dlatent, kv_lora_rank_, 0, own_tokens, kv_lora_rank_);
   ops::copy_columns(dkv_down, kv_lora_rank_ + rope_dim_, kv_lora_rank_, dk_pe, rope_dim_, 0, own_tokens, rope_dim_);
-  add_into(dinp, linear_kv_down_proj_.backward(dkv_down, context.inp));
+  linear_kv_down_proj_.backward_accumulate(dinp, dkv_down, context.inp);
   return dinp;
 }
 

@@ -59,8 +59,10 @@ class MlaAttention {
   MlaAttention(const std::string& prefix, const config::ModelConfig& config, uint64_t seed,
                const dist::TensorParallelRegions& tp = {});
 
-  // inp [B*S, h] -> out [B*S, h] (this rank's token rows of both under SP).
-  Tensor forward(const Tensor& inp, int64_t batch, int64_t seq, Context& context) const;
+  // inp [B*S, h] -> residual + attention out [B*S, h] (this rank's token rows
+  // of all three under SP; residual undefined for none). linear_proj adds the
+  // residual after its tp reduction, in its GEMM with one tp rank.
+  Tensor forward(const Tensor& inp, int64_t batch, int64_t seq, Context& context, const Tensor& residual) const;
   // Returns dinp; accumulates parameter grads.
   Tensor backward(const Tensor& dout, const Context& context);
 

@@ -5,8 +5,6 @@
 
 #include "moebench/core/error.h"
 
-#include "moebench/model/elementwise.h"
-
 namespace moebench::model {
 namespace {
 
@@ -95,9 +93,7 @@ Tensor MoELayer::forward(const Tensor& inp, int64_t batch, int64_t seq, Context&
         return dispatcher.combine(expert_out, handle);
       },
       dispatcher_);
-  if (shared_experts_) {
-    add_into(out, shared_experts_->forward(inp, context.shared));
-  }
+  if (shared_experts_) out = shared_experts_->forward(inp, context.shared, out);
   return out;
 }
 
@@ -112,8 +108,8 @@ Tensor MoELayer::backward(const Tensor& dout, const Context& context, double los
         return dispatcher.dispatch_backward(dexpert_in, handle);
       },
       dispatcher_);
-  add_into(dinp, router.backward(dprobs, context.router, loss_scale));
-  if (shared_experts_) add_into(dinp, shared_experts_->backward(dout, context.shared));
+  router.backward_accumulate(dinp, dprobs, context.router, loss_scale);
+  if (shared_experts_) shared_experts_->backward_accumulate(dinp, dout, context.shared);
   return dinp;
 }
 

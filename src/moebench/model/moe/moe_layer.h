@@ -1,6 +1,10 @@
 #pragma once
 // Megatron-Core's MoELayer: route -> dispatch -> routed experts -> combine,
-// plus the shared experts on the same input, summed.
+// plus the shared experts on the same input, summed. The sums need no adds
+// of their own: the shared experts' output takes the combined one as its
+// residual, and the router's and the shared experts' input gradients
+// accumulate into the one from the routed experts (in their GEMMs, with one
+// tp rank).
 //
 // Without expert parallelism (no ParallelState, or an ep group of one) the
 // layer holds every expert and its tokens stay on this rank. With EP > 1 it

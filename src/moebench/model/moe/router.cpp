@@ -250,12 +250,24 @@ Routing TopKRouter::forward(const Tensor& inp, int64_t batch, int64_t seq, Conte
 }
 
 Tensor TopKRouter::backward(const Tensor& dprobs, const Context& context, double loss_scale) {
-  if (context.inp.device().is_cuda()) return backward_on_device(dprobs, context, loss_scale);
-  const int64_t n = context.inp.size(0), hidden = weight.value.size(1);
-  const int64_t experts = weight.value.size(0), k = moe_.topk;
-  Tensor dinp = Tensor::zeros({n, hidden}, DType::F32);
-  if (moe_.force_load_balancing) return dinp;  // random logits do not depend on the weight
+  Tensor dinp = ops::empty_like(context.inp);
+  ops::zero_(dinp);
+  backward_accumulate(dinp, dprobs, context, loss_scale);
+  return dinp;
+}
 
+void TopKRouter::backward_accumulate(Tensor& dinp, const Tensor& dprobs, const Context& context,
+                                     double loss_scale) {
+  if (moe_.force_load_balancing) return;  // random logits do not depend on the weight
+  const Tensor dlogits = context.inp.device().is_cuda() ? logits_gradient_on_device(dprobs, context, loss_scale)
+                                                        : logits_gradient(dprobs, context, loss_scale);
+  Tensor no_bias;
+  ops::linear_backward(dinp, weight.grad, no_bias, ops::cast(dlogits, context.inp.dtype()), context.inp,
+                       weight.value, ops::GemmOutput::kAccumulate);
+}
+
+Tensor TopKRouter::logits_gradient(const Tensor& dprobs, const Context& context, double loss_scale) const {
+  const int64_t n = context.inp.size(0), experts = weight.value.size(0), k = moe_.topk;
   std::vector<float> dvalues(n * k);
   for (int64_t i = 0; i < n * k; ++i)
     dvalues[i] = dprobs.data<float>()[i] * float(moe_.topk_scaling_factor);
@@ -287,9 +299,7 @@ Tensor TopKRouter::backward(const Tensor& dprobs, const Context& context, double
     for (int64_t i = 0; i < n * experts; ++i)
       dl[i] += float(loss_scale) * context.aux_dlogits.data<float>()[i];
   }
-  Tensor no_bias;
-  ops::linear_backward(dinp, weight.grad, no_bias, dlogits, context.inp, weight.value);
-  return dinp;
+  return dlogits;
 }
 
 ops::RouterConfig TopKRouter::router_config() const {
@@ -352,20 +362,13 @@ Routing TopKRouter::forward_on_device(const Tensor& inp, int64_t batch, int64_t 
   return routing;
 }
 
-Tensor TopKRouter::backward_on_device(const Tensor& dprobs, const Context& context, double loss_scale) {
+Tensor TopKRouter::logits_gradient_on_device(const Tensor& dprobs, const Context& context,
+                                             double loss_scale) const {
   const int64_t n = context.inp.size(0), experts = weight.value.size(0);
-  Tensor dinp = ops::empty_like(context.inp);
-  if (moe_.force_load_balancing) {  // random logits do not depend on the weight
-    ops::zero_(dinp);
-    return dinp;
-  }
   Tensor dlogits = Tensor::empty({n, experts}, DType::F32, context.inp.device());
   ops::router_backward(dlogits, dprobs, context.logits, context.indices, context.statistics.aux_counts,
                        tokens_per_sequence(context.batch, context.seq), router_config(), float(loss_scale));
-  Tensor no_bias;
-  ops::linear_backward(dinp, weight.grad, no_bias, ops::cast(dlogits, context.inp.dtype()), context.inp,
-                       weight.value);
-  return dinp;
+  return dlogits;
 }
 
 void TopKRouter::update_expert_bias(dist::Communicator& token_count_group) {

@@ -72,6 +72,9 @@ class TopKRouter {
                   double& aux_loss);
   // dprobs [N, k] -> dinp [N, h]; the aux-loss gradient enters scaled by loss_scale.
   Tensor backward(const Tensor& dprobs, const Context& context, double loss_scale);
+  // As backward, but adds the input gradient to dinp [N, h] (the MoE layer's
+  // input gradient from the experts): on CUDA in the GEMM, with beta = 1.
+  void backward_accumulate(Tensor& dinp, const Tensor& dprobs, const Context& context, double loss_scale);
 
   // expert_bias += rate * sign(mean count - count_e) over the tokens routed since the
   // last update on every rank of `token_count_group` (collective over it when
@@ -87,7 +90,9 @@ class TopKRouter {
   Tensor compute_logits(const Tensor& inp);
   // The same routing through the fused device kernels (ops::router_*), for a CUDA inp.
   Routing forward_on_device(const Tensor& inp, int64_t batch, int64_t seq, Context& context);
-  Tensor backward_on_device(const Tensor& dprobs, const Context& context, double loss_scale);
+  // d(loss) / d logits [N, E] in f32, on the host or through ops::router_backward.
+  Tensor logits_gradient(const Tensor& dprobs, const Context& context, double loss_scale) const;
+  Tensor logits_gradient_on_device(const Tensor& dprobs, const Context& context, double loss_scale) const;
   ops::RouterConfig router_config() const;
   int64_t tokens_per_sequence(int64_t batch, int64_t seq) const;
   void select_topk(const Tensor& logits, Context& context) const;

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "moebench/model/elementwise.h"
 #include "moebench/model/parameter_init.h"
 #include "moebench/ops/elementwise.h"
 
@@ -19,24 +20,27 @@ SharedExperts::SharedExperts(const std::string& prefix, const config::ModelConfi
   }
 }
 
-Tensor SharedExperts::forward(const Tensor& inp, Context& context) const {
+Tensor SharedExperts::forward(const Tensor& inp, Context& context, const Tensor& residual) const {
+  if (!gate_weight_) return mlp_.forward(inp, context.mlp, residual);
   context.mlp_out = mlp_.forward(inp, context.mlp);
-  if (!gate_weight_) return context.mlp_out;
   context.gate = Tensor::empty({inp.size(0)}, ops::statistic_dtype(inp), inp.device());
   Tensor out = ops::empty_like(context.mlp_out);
   ops::sigmoid_gate_forward(out, context.gate, inp, gate_weight_->value, context.mlp_out);
+  add_into(out, residual);
   return out;
 }
 
-Tensor SharedExperts::backward(const Tensor& dout, const Context& context) {
-  if (!gate_weight_) return mlp_.backward(dout, context.mlp);
+void SharedExperts::backward_accumulate(Tensor& dinp, const Tensor& dout, const Context& context) {
+  if (!gate_weight_) return mlp_.backward_accumulate(dinp, dout, context.mlp);
   const Tensor& inp = context.mlp.inp;
   Tensor dmlp_out = ops::empty_like(context.mlp_out);
   Tensor dlogit = Tensor::empty({inp.size(0)}, ops::statistic_dtype(inp), inp.device());
   ops::sigmoid_gate_backward(dmlp_out, dlogit, gate_weight_->grad, dout, inp, context.mlp_out, context.gate);
-  Tensor dinp = mlp_.backward(dmlp_out, context.mlp);
-  ops::sigmoid_gate_input_backward(dinp, dlogit, gate_weight_->value);
-  return dinp;
+  // The gate's two input-gradient terms are summed before they meet dinp, as
+  // when the shared experts returned their own gradient.
+  Tensor dshared = mlp_.backward(dmlp_out, context.mlp);
+  ops::sigmoid_gate_input_backward(dshared, dlogit, gate_weight_->value);
+  add_into(dinp, dshared);
 }
 
 void SharedExperts::collect(std::vector<Parameter*>& parameters) {

@@ -20,15 +20,20 @@ class SharedExperts {
  public:
   struct Context {
     MLP::Context mlp;
-    Tensor mlp_out;  // [N, h] before gating
+    Tensor mlp_out;  // [N, h] before gating (gated only)
     Tensor gate;     // [N] sigmoid gate values (gated only)
   };
 
   SharedExperts(const std::string& prefix, const config::ModelConfig& config, uint64_t seed,
                 const dist::TensorParallelRegions& tp = {});
 
-  Tensor forward(const Tensor& inp, Context& context) const;
-  Tensor backward(const Tensor& dout, const Context& context);
+  // residual [N, h] + the shared experts' output for inp [N, h] (the MoE
+  // layer's routed output is the residual). Ungated, linear_fc2 adds it (in
+  // its GEMM with one tp rank); gated, it is added after the gate.
+  Tensor forward(const Tensor& inp, Context& context, const Tensor& residual) const;
+  // Adds the input gradient to dinp [N, h] (ungated: in linear_fc1's GEMM
+  // with one tp rank); accumulates parameter grads.
+  void backward_accumulate(Tensor& dinp, const Tensor& dout, const Context& context);
 
   void collect(std::vector<Parameter*>& parameters);
 

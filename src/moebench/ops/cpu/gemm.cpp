@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <vector>
 
+#include "moebench/ops/elementwise.h"
+
 namespace moebench::ops::cpu {
 namespace {
 
@@ -65,7 +67,14 @@ void gemm(T* c, const T* a, const T* b, std::int64_t m, std::int64_t n, std::int
 
 template <typename T>
 void linear_forward(T* out, const T* inp, const T* weight, const std::type_identity_t<T>* bias,
-                    std::int64_t n, std::int64_t in_features, std::int64_t out_features) {
+                    const std::type_identity_t<T>* residual, std::int64_t n, std::int64_t in_features,
+                    std::int64_t out_features) {
+  // A residual that is out itself is kept aside before out is overwritten.
+  std::vector<T> kept;
+  if (residual == out) {
+    kept.assign(out, out + n * out_features);
+    residual = kept.data();
+  }
   // Start every row at the bias (or zero) and add the product onto it.
   for (std::int64_t i = 0; i < n; ++i) {
     T* out_row = out + i * out_features;
@@ -76,13 +85,19 @@ void linear_forward(T* out, const T* inp, const T* weight, const std::type_ident
     }
   }
   gemm(out, inp, weight, n, out_features, in_features, GemmLayout::kNT, GemmOutput::kAccumulate);
+  if (residual != nullptr) add(out, residual, n * out_features);
 }
 
 template <typename T>
 void linear_backward(T* dinp, T* dweight, std::type_identity_t<T>* dbias, const T* dout,
                      const T* inp, const T* weight, std::int64_t n, std::int64_t in_features,
-                     std::int64_t out_features) {
-  gemm(dinp, dout, weight, n, in_features, out_features, GemmLayout::kNN, GemmOutput::kOverwrite);
+                     std::int64_t out_features, GemmOutput dinp_output) {
+  // dinp += takes the whole product first, then one add: the sums of a separate add.
+  const bool accumulate = dinp_output == GemmOutput::kAccumulate;
+  std::vector<T> product(accumulate ? static_cast<std::size_t>(n * in_features) : 0);
+  T* product_out = accumulate ? product.data() : dinp;
+  gemm(product_out, dout, weight, n, in_features, out_features, GemmLayout::kNN, GemmOutput::kOverwrite);
+  if (accumulate) add(dinp, product_out, n * in_features);
   gemm(dweight, dout, inp, out_features, in_features, n, GemmLayout::kTN, GemmOutput::kAccumulate);
   if (dbias == nullptr) return;
   for (std::int64_t i = 0; i < n; ++i) {
@@ -94,10 +109,10 @@ void linear_backward(T* dinp, T* dweight, std::type_identity_t<T>* dbias, const 
 #define MOEBENCH_INSTANTIATE_GEMM(T)                                                            \
   template void gemm<T>(T*, const T*, const T*, std::int64_t, std::int64_t, std::int64_t,       \
                         GemmLayout, GemmOutput);                                                \
-  template void linear_forward<T>(T*, const T*, const T*, const T*, std::int64_t, std::int64_t, \
-                                  std::int64_t);                                                \
+  template void linear_forward<T>(T*, const T*, const T*, const T*, const T*, std::int64_t,     \
+                                  std::int64_t, std::int64_t);                                  \
   template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, std::int64_t,      \
-                                   std::int64_t, std::int64_t);
+                                   std::int64_t, std::int64_t, GemmOutput);
 MOEBENCH_INSTANTIATE_GEMM(float)
 MOEBENCH_INSTANTIATE_GEMM(double)
 #undef MOEBENCH_INSTANTIATE_GEMM

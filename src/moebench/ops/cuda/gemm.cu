@@ -1,11 +1,14 @@
-// Dense GEMM through cuBLASLt: c[M,N] = op(a) @ op(b) (+ bias[N]) with bf16
-// a and b, fp32 accumulation, and a bf16 (overwrite) or fp32 (overwrite or
-// accumulate) result; row-major, layouts kNN / kNT / kTN as in ops/gemm.h.
+// Dense GEMM through cuBLASLt: c[M,N] = op(a) @ op(b) (+ bias[N]) (+ addend)
+// with bf16 a and b, fp32 accumulation, and a bf16 or fp32 result; the
+// addend is cuBLASLt's C with beta = 1: c itself (accumulate) or, for a bf16
+// result, a separate bf16 matrix (a residual). Row-major, layouts kNN / kNT /
+// kTN as in ops/gemm.h.
 //
 // Version 1: cuBLASLt with one plan per (m, n, k, layout, output type,
-// epilogue, pointer alignment), chosen by its heuristic once and cached in
-// the device's GemmContext. No kernel of ours here: on dense shapes cuBLASLt
-// runs at the H100's GEMM ceiling (775-794 TFLOP/s at 8192^3).
+// epilogue, addend: none, c itself or separate, pointer alignment), chosen
+// by its heuristic once and cached in the device's GemmContext. No kernel of
+// ours here: on dense shapes cuBLASLt runs at the H100's GEMM ceiling
+// (775-794 TFLOP/s at 8192^3).
 //
 // Row-major to column-major: row-major C[M,N] = op(A) @ op(B) is run as the
 // column-major product C^T[N,M] = op(B)^T @ op(A)^T on the same bytes, so
@@ -51,7 +54,7 @@ struct MatmulPlan {
   cublasLtMatmulDesc_t operation = nullptr;
   cublasLtMatrixLayout_t first = nullptr;   // cuBLASLt's A: our b
   cublasLtMatrixLayout_t second = nullptr;  // cuBLASLt's B: our a
-  cublasLtMatrixLayout_t output = nullptr;  // C and D: our c, transposed view
+  cublasLtMatrixLayout_t output = nullptr;  // C and D: our addend and c, transposed view
   cublasLtMatmulAlgo_t algorithm{};
 
   void destroy() {
@@ -62,18 +65,19 @@ struct MatmulPlan {
   }
 };
 
-// (m, n, k, layout, output type, has bias, accumulate, alignment of a, b, c, bias)
-using PlanKey = std::array<std::int64_t, 11>;
+// (m, n, k, layout, output type, has bias, has addend, addend is c,
+//  alignment of a, b, c, addend, bias)
+using PlanKey = std::array<std::int64_t, 13>;
 
 struct MatmulCall {
   void* c;
+  const void* addend;  // cuBLASLt's C (beta = 1) in c's type and layout: c itself, apart from c, or nullptr
   const __nv_bfloat16* a;
   const __nv_bfloat16* b;
   const __nv_bfloat16* bias;
   std::int64_t m, n, k;
   GemmLayout layout;
   OutputType output_type;
-  bool accumulate;
 };
 
 const char* layout_name(GemmLayout layout) {
@@ -100,16 +104,22 @@ struct GemmContext::State {
   }
 
   MatmulPlan& plan_for(const MatmulCall& call) {
+    const std::int64_t a_alignment = alignment_of(call.a), b_alignment = alignment_of(call.b);
+    const std::int64_t c_alignment = alignment_of(call.c);
+    // Without an addend cuBLASLt is handed c as C (never read: beta = 0).
+    const std::int64_t addend_alignment = call.addend ? alignment_of(call.addend) : c_alignment;
     const PlanKey key{call.m,
                       call.n,
                       call.k,
                       static_cast<std::int64_t>(call.layout),
                       static_cast<std::int64_t>(call.output_type),
                       call.bias != nullptr,
-                      call.accumulate,
-                      alignment_of(call.a),
-                      alignment_of(call.b),
-                      alignment_of(call.c),
+                      call.addend != nullptr,
+                      call.addend == call.c,
+                      a_alignment,
+                      b_alignment,
+                      c_alignment,
+                      addend_alignment,
                       call.bias ? alignment_of(call.bias) : 16};
     if (auto found = plans.find(key); found != plans.end()) return found->second;
     if (plans.size() >= kMaxCachedPlans) clear_plans();
@@ -158,10 +168,10 @@ struct GemmContext::State {
       MOEBENCH_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
           preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes, sizeof workspace_bytes));
       const std::array<std::pair<cublasLtMatmulPreferenceAttributes_t, std::uint32_t>, 4> alignments{{
-          {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, static_cast<std::uint32_t>(key[8])},
-          {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, static_cast<std::uint32_t>(key[7])},
-          {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, static_cast<std::uint32_t>(key[9])},
-          {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, static_cast<std::uint32_t>(key[9])},
+          {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, static_cast<std::uint32_t>(b_alignment)},
+          {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, static_cast<std::uint32_t>(a_alignment)},
+          {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, static_cast<std::uint32_t>(addend_alignment)},
+          {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, static_cast<std::uint32_t>(c_alignment)},
       }};
       for (const auto& [attribute, bytes] : alignments) {
         MOEBENCH_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(preference, attribute, &bytes, sizeof bytes));
@@ -174,7 +184,7 @@ struct GemmContext::State {
         throw Error("cuBLASLt has no algorithm for gemm m=" + std::to_string(call.m) + " n=" +
                     std::to_string(call.n) + " k=" + std::to_string(call.k) + " layout " +
                     layout_name(call.layout) + (call.output_type == OutputType::kBf16 ? " bf16" : " f32") +
-                    " output");
+                    " output" + (call.addend ? " with an addend" : ""));
       }
       plan.algorithm = result.algo;
     } catch (...) {
@@ -241,10 +251,10 @@ void run_matmul(GemmContext::State& state, const MatmulCall& call, cudaStream_t 
                                                          sizeof bias));
   }
   const float alpha = 1.0f;
-  const float beta = call.accumulate ? 1.0f : 0.0f;
+  const float beta = call.addend ? 1.0f : 0.0f;
   MOEBENCH_CUBLAS_CHECK(cublasLtMatmul(state.handle, plan.operation, &alpha, call.b, plan.first, call.a, plan.second,
-                                       &beta, call.c, plan.output, call.c, plan.output, &plan.algorithm,
-                                       state.workspace, kWorkspaceBytes, stream));
+                                       &beta, call.addend ? call.addend : call.c, plan.output, call.c, plan.output,
+                                       &plan.algorithm, state.workspace, kWorkspaceBytes, stream));
 }
 
 }  // namespace
@@ -252,13 +262,20 @@ void run_matmul(GemmContext::State& state, const MatmulCall& call, cudaStream_t 
 void gemm(GemmContext& context, __nv_bfloat16* c, const __nv_bfloat16* a, const __nv_bfloat16* b,
           const __nv_bfloat16* bias, std::int64_t m, std::int64_t n, std::int64_t k, GemmLayout layout,
           cudaStream_t stream) {
-  run_matmul(context.state(), MatmulCall{c, a, b, bias, m, n, k, layout, OutputType::kBf16, false}, stream);
+  gemm(context, c, a, b, bias, nullptr, m, n, k, layout, stream);
+}
+
+void gemm(GemmContext& context, __nv_bfloat16* c, const __nv_bfloat16* a, const __nv_bfloat16* b,
+          const __nv_bfloat16* bias, const __nv_bfloat16* addend, std::int64_t m, std::int64_t n, std::int64_t k,
+          GemmLayout layout, cudaStream_t stream) {
+  run_matmul(context.state(), MatmulCall{c, addend, a, b, bias, m, n, k, layout, OutputType::kBf16}, stream);
 }
 
 void gemm(GemmContext& context, float* c, const __nv_bfloat16* a, const __nv_bfloat16* b, std::int64_t m,
           std::int64_t n, std::int64_t k, GemmLayout layout, GemmOutput output, cudaStream_t stream) {
   run_matmul(context.state(),
-             MatmulCall{c, a, b, nullptr, m, n, k, layout, OutputType::kF32, output == GemmOutput::kAccumulate},
+             MatmulCall{c, output == GemmOutput::kAccumulate ? c : nullptr, a, b, nullptr, m, n, k, layout,
+                        OutputType::kF32},
              stream);
 }
 

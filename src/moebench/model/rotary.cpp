@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "moebench/core/error.h"
 #include "moebench/ops/elementwise.h"
 
 namespace moebench::model {
@@ -73,6 +74,12 @@ Tensor RotaryEmbedding::forward(const Tensor& x, int64_t batch, int64_t seq) con
 
 Tensor RotaryEmbedding::backward(const Tensor& dout, int64_t batch, int64_t seq) const {
   return apply(dout, batch, seq, true);
+}
+
+ops::QkvRotation RotaryEmbedding::rotation(int64_t batch, int64_t seq, const Tensor& like) const {
+  if (layout_ != ops::RopeLayout::kHalf)
+    throw Error("RotaryEmbedding::rotation: only the half layout rotates inside ops::split_qkv / merge_qkv");
+  return {table_tensors(seq, like), positions(batch, seq, like)};
 }
 
 }  // namespace moebench::model

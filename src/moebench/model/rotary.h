@@ -9,6 +9,7 @@
 
 #include "moebench/config/model_config.h"
 #include "moebench/core/tensor.h"
+#include "moebench/ops/qkv_heads.h"
 #include "moebench/ops/rope.h"
 
 namespace moebench::model {
@@ -21,6 +22,9 @@ class RotaryEmbedding {
   Tensor forward(const Tensor& x, int64_t batch, int64_t seq) const;
   // The transposed rotation of dout.
   Tensor backward(const Tensor& dout, int64_t batch, int64_t seq) const;
+  // The table and positions of B*S tokens on like's device, for ops that
+  // rotate on the way (ops::split_qkv / merge_qkv; the half layout).
+  ops::QkvRotation rotation(int64_t batch, int64_t seq, const Tensor& like) const;
 
   // YaRN settings as HF spells them, or nullopt for plain RoPE.
   static std::optional<ops::YarnScaling> yarn_scaling(const config::RopeConfig& rope);

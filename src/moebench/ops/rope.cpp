@@ -29,15 +29,7 @@ void apply_rope(const char* op, Tensor& out, const Tensor& x, const RopeTableTen
   require_numel(op, "x", x, tokens * heads * head_dim);
   if (is_cuda(op, x)) {
 #ifdef MOEBENCH_WITH_CUDA
-    const int64_t half = table.host->rot_dim / 2;
-    for (const Tensor* t : std::initializer_list<const Tensor*>{&table.cos, &table.sin}) {
-      require_contiguous(op, "table cos/sin", *t);
-      require_dtype(op, "table cos/sin", *t, {DType::F32});
-      require_same_device(op, "table cos/sin", *t, x, "x");
-      require_numel(op, "table cos/sin", *t, table.host->num_positions * half);
-    }
-    const cuda::RopeTableView view{table.cos.data<float>(), table.sin.data<float>(), table.host->rot_dim,
-                                   table.host->num_positions};
+    const cuda::RopeTableView view = device_table_view(op, table, x);
     if (backward)
       return cuda::rope_backward(bf16_ptr(out), bf16_ptr(x), view, positions.data<int64_t>(), tokens, heads, head_dim,
                                  layout, current_stream());
@@ -54,6 +46,20 @@ void apply_rope(const char* op, Tensor& out, const Tensor& x, const RopeTableTen
 }
 
 }  // namespace
+
+#ifdef MOEBENCH_WITH_CUDA
+cuda::RopeTableView device_table_view(const char* op, const RopeTableTensors& table, const Tensor& x) {
+  if (table.host == nullptr) throw Error(std::string("ops::") + op + ": the table has no host RopeTable");
+  const int64_t half = table.host->rot_dim / 2;
+  for (const Tensor* t : std::initializer_list<const Tensor*>{&table.cos, &table.sin}) {
+    require_contiguous(op, "table cos/sin", *t);
+    require_dtype(op, "table cos/sin", *t, {DType::F32});
+    require_same_device(op, "table cos/sin", *t, x, "x");
+    require_numel(op, "table cos/sin", *t, table.host->num_positions * half);
+  }
+  return {table.cos.data<float>(), table.sin.data<float>(), table.host->rot_dim, table.host->num_positions};
+}
+#endif
 
 void rope_forward(Tensor& out, const Tensor& x, const RopeTableTensors& table, const Tensor& positions,
                   std::int64_t head_dim, RopeLayout layout) {

@@ -136,4 +136,10 @@ void rope_forward(Tensor& out, const Tensor& x, const RopeTableTensors& table, c
 void rope_backward(Tensor& dx, const Tensor& dout, const RopeTableTensors& table, const Tensor& positions,
                    std::int64_t head_dim, RopeLayout layout);
 
+#ifdef MOEBENCH_WITH_CUDA
+// The device table of `table`, checked (fp32, on x's device, the host
+// table's size) for the CUDA kernels of `op`.
+cuda::RopeTableView device_table_view(const char* op, const RopeTableTensors& table, const Tensor& x);
+#endif
+
 }  // namespace moebench::ops

@@ -7,31 +7,10 @@
 
 #include "moebench/ops/attention.h"
 #include "moebench/ops/elementwise.h"
+#include "moebench/ops/qkv_heads.h"
 
 namespace moebench::model {
 namespace {
-
-// Copies between the fused per-group qkv rows and separate q, k, v arrays;
-// `to_fused` picks the direction so the split and its adjoint share one loop.
-void copy_qkv(Tensor& qkv, Tensor& q, Tensor& k, Tensor& v, int64_t tokens, int64_t heads,
-              int64_t groups, int64_t head_dim, bool to_fused) {
-  const int64_t per_group = heads / groups;
-  const int64_t row = groups * (per_group + 2) * head_dim;
-  auto move = [&](int64_t fused_col, Tensor& separate, int64_t separate_width, int64_t separate_col,
-                  int64_t count) {
-    if (to_fused) {
-      ops::copy_columns(qkv, row, fused_col, separate, separate_width, separate_col, tokens, count);
-    } else {
-      ops::copy_columns(separate, separate_width, separate_col, qkv, row, fused_col, tokens, count);
-    }
-  };
-  for (int64_t g = 0; g < groups; ++g) {
-    const int64_t base = g * (per_group + 2) * head_dim;
-    move(base, q, heads * head_dim, g * per_group * head_dim, per_group * head_dim);
-    move(base + per_group * head_dim, k, groups * head_dim, g * head_dim, head_dim);
-    move(base + (per_group + 1) * head_dim, v, groups * head_dim, g * head_dim, head_dim);
-  }
-}
 
 // The heads (or query groups) of one tp rank; throws when TP does not divide them.
 int64_t per_rank(int64_t count, const char* what, const dist::TensorParallelRegions& tp) {
@@ -73,13 +52,16 @@ Tensor GqaAttention::forward(const Tensor& inp, int64_t batch, int64_t seq, Cont
   Tensor q = ops::empty_like(qkv, {tokens, heads_, head_dim_});
   Tensor k = ops::empty_like(qkv, {tokens, groups_, head_dim_});
   Tensor v = ops::empty_like(qkv, {tokens, groups_, head_dim_});
-  copy_qkv(qkv, q, k, v, tokens, heads_, groups_, head_dim_, false);
-  if (q_layernorm_) {
-    q = q_layernorm_->forward(q, context.q_norm);
-    k = k_layernorm_->forward(k, context.k_norm);
+  if (q_layernorm_) {  // Qwen3: normalised before the rotation
+    ops::split_qkv(q, k, v, qkv, nullptr);
+    context.q = rotary_.forward(q_layernorm_->forward(q, context.q_norm), batch, seq);
+    context.k = rotary_.forward(k_layernorm_->forward(k, context.k_norm), batch, seq);
+  } else {
+    const ops::QkvRotation rotation = rotary_.rotation(batch, seq, qkv);
+    ops::split_qkv(q, k, v, qkv, &rotation);
+    context.q = q;
+    context.k = k;
   }
-  context.q = rotary_.forward(q, batch, seq);
-  context.k = rotary_.forward(k, batch, seq);
   context.v = v;
   const ops::AttentionShape shape{batch, seq, heads_, groups_, head_dim_, head_dim_};
   context.attn = ops::empty_like(qkv, {tokens, heads_ * head_dim_});
@@ -97,14 +79,15 @@ Tensor GqaAttention::backward(const Tensor& dout, const Context& context) {
   const ops::AttentionShape shape{batch, seq, heads_, groups_, head_dim_, head_dim_};
   ops::causal_attention_backward(dq, dk, dv, dattn, context.q, context.k, context.v, context.attn,
                                  context.lse, shape);
-  dq = rotary_.backward(dq, batch, seq);
-  dk = rotary_.backward(dk, batch, seq);
-  if (q_layernorm_) {
-    dq = q_layernorm_->backward(dq, context.q_norm);
-    dk = k_layernorm_->backward(dk, context.k_norm);
-  }
   Tensor dqkv = ops::empty_like(dq, {tokens, (heads_ + 2 * groups_) * head_dim_});
-  copy_qkv(dqkv, dq, dk, dv, tokens, heads_, groups_, head_dim_, true);
+  if (q_layernorm_) {
+    dq = q_layernorm_->backward(rotary_.backward(dq, batch, seq), context.q_norm);
+    dk = k_layernorm_->backward(rotary_.backward(dk, batch, seq), context.k_norm);
+    ops::merge_qkv(dqkv, dq, dk, dv, nullptr);
+  } else {
+    const ops::QkvRotation rotation = rotary_.rotation(batch, seq, dq);
+    ops::merge_qkv(dqkv, dq, dk, dv, &rotation);
+  }
   return linear_qkv_.backward(dqkv, context.inp);
 }
 

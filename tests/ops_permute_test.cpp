@@ -141,3 +141,27 @@ TEST(OpsPermute, RejectsATokenRoutedTwiceToOneExpert) {
 
 }  // namespace
 }  // namespace moebench::ops::cpu
+
+namespace moebench::ops {
+namespace {
+
+// The Tensor-level combine with the layer's residual: the same sums plus the
+// residual, and out may not be the residual's buffer.
+TEST(OpsPermuteTensor, UnpermuteAddsTheResidual) {
+  const PermuteMap map = sort_slots_by_expert(Tensor::from_vector(cpu::kRoutingMap, {3, 2}), 3);
+  std::vector<float> rows(12);
+  std::iota(rows.begin(), rows.end(), 0.0f);
+  const Tensor expert_out = Tensor::from_vector(rows, {6, 2});
+  const Tensor probs = Tensor::from_vector(std::vector<float>{0.75f, 0.25f, 0.5f, 0.5f, 1.0f, 0.0f}, {3, 2});
+  const Tensor residual = Tensor::from_vector(std::vector<float>{1, 2, 3, 4, 5, 6}, {3, 2});
+  Tensor plain = Tensor::empty({3, 2}, DType::F32), with = Tensor::empty({3, 2}, DType::F32);
+  unpermute_forward(plain, expert_out, probs, map);
+  unpermute_forward(with, expert_out, probs, map, residual);
+  for (int64_t i = 0; i < 6; ++i)
+    EXPECT_FLOAT_EQ(with.data<float>()[i], plain.data<float>()[i] + residual.data<float>()[i]);
+  Tensor aliased = residual.clone();
+  EXPECT_THROW(unpermute_forward(aliased, expert_out, probs, map, aliased), Error);
+}
+
+}  // namespace
+}  // namespace moebench::ops

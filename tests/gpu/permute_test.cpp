@@ -130,12 +130,20 @@ void check_permute(const PermuteCase& c) {
   ops::cuda::permute_backward(d_dinput.get(), d_dpermuted.get(), d_row_of_slot.get(), n, k, h, nullptr);
   EXPECT_TRUE(all_close(gpu_testing::from_bf16(d_dinput.download()), dinput, 1e-2, 1e-2, "permute_backward"));
 
-  // unpermute forward: the probs-weighted sum.
+  // unpermute forward: the probs-weighted sum, and with a residual added
+  // (dout's values stand in for it).
   std::vector<float> out(n * h);
   ops::cpu::unpermute_forward(out.data(), expert_out.data(), routing.probs.data(), row_id_map.data(), rows, n, k, h);
-  ops::cuda::unpermute_forward(d_out.get(), d_expert_out.get(), d_probs.get(), d_row_of_slot.get(), n, k, h,
+  ops::cuda::unpermute_forward(d_out.get(), d_expert_out.get(), d_probs.get(), d_row_of_slot.get(), nullptr, n, k, h,
                                nullptr);
   EXPECT_TRUE(all_close(gpu_testing::from_bf16(d_out.download()), out, 1e-2, 1e-2, "unpermute_forward"));
+  std::vector<float> out_plus_residual(out);
+  for (std::size_t i = 0; i < out.size(); ++i) out_plus_residual[i] += dout[i];
+  d_out.poison();
+  ops::cuda::unpermute_forward(d_out.get(), d_expert_out.get(), d_probs.get(), d_row_of_slot.get(), d_dout.get(), n,
+                               k, h, nullptr);
+  EXPECT_TRUE(all_close(gpu_testing::from_bf16(d_out.download()), out_plus_residual, 1e-2, 1e-2,
+                        "unpermute_forward + residual"));
 
   // unpermute backward: scaled rows in bf16, dot products in fp32.
   std::vector<float> dexpert_out(rows * h), dprobs(slots);
@@ -197,8 +205,8 @@ TEST(PermuteTiming, ProxyShapes) {
       ops::cuda::permute_backward(d_tokens_out.get(), d_rows.get(), d_row_of_slot.get(), n, k, h, nullptr);
     });
     const double unpermute_us = gpu_testing::mean_microseconds([&] {
-      ops::cuda::unpermute_forward(d_tokens_out.get(), d_rows.get(), d_probs.get(), d_row_of_slot.get(), n, k, h,
-                                   nullptr);
+      ops::cuda::unpermute_forward(d_tokens_out.get(), d_rows.get(), d_probs.get(), d_row_of_slot.get(), nullptr, n,
+                                   k, h, nullptr);
     });
     const double unpermute_back_us = gpu_testing::mean_microseconds([&] {
       ops::cuda::unpermute_backward(d_rows_out.get(), d_dprobs.get(), d_tokens.get(), d_rows.get(), d_probs.get(),

@@ -2,7 +2,6 @@
 
 #include <cmath>
 
-#include "moebench/model/elementwise.h"
 #include "moebench/obs/profiler.h"
 
 namespace moebench::model {
@@ -51,20 +50,18 @@ TransformerLayer::TransformerLayer(int layer_number, const config::ModelConfig& 
 
 Tensor TransformerLayer::forward(const Tensor& x, int64_t batch, int64_t seq, Context& context,
                                  double& aux_loss) {
-  // The residual adds of the attention and the dense MLP happen in their last
-  // GEMM (one tp rank) or after its tp reduction.
+  // The residual adds happen in the attention's and the dense MLP's last
+  // GEMM (one tp rank) or after its tp reduction, and in the MoE's combine.
   const Tensor normed = input_norm_.forward(x, context.input_norm);
   const Tensor hidden = obs::profiled("attention forward", [&] {
     return gqa_ ? gqa_->forward(normed, batch, seq, context.gqa, x)
                 : mla_->forward(normed, batch, seq, context.mla, x);
   });
   const Tensor mlp_in = pre_mlp_norm_.forward(hidden, context.pre_mlp_norm);
-  Tensor out = obs::profiled(moe_ ? "moe forward" : "mlp forward", [&] {
-    return moe_ ? moe_->forward(mlp_in, batch, seq, context.moe, aux_loss)
+  return obs::profiled(moe_ ? "moe forward" : "mlp forward", [&] {
+    return moe_ ? moe_->forward(mlp_in, batch, seq, context.moe, aux_loss, hidden)
                 : mlp_->forward(mlp_in, context.mlp, hidden);
   });
-  if (moe_) add_into(out, hidden);  // the MoE output ends in a combine, not a GEMM
-  return out;
 }
 
 Tensor TransformerLayer::backward(const Tensor& dout, const Context& context, double loss_scale) {

@@ -95,23 +95,34 @@ void permute_backward(Tensor& dinput, const Tensor& dpermuted, const PermuteMap&
                         map.tokens, map.topk, hidden);
 }
 
-void unpermute_forward(Tensor& out, const Tensor& expert_out, const Tensor& probs, const PermuteMap& map) {
+void unpermute_forward(Tensor& out, const Tensor& expert_out, const Tensor& probs, const PermuteMap& map,
+                       const Tensor& residual) {
   const char* op = "unpermute_forward";
   const int64_t hidden = hidden_of(op, "out", out, map.tokens);
   hidden_of(op, "expert_out", expert_out, map.rows);
   require_same_device(op, "expert_out", expert_out, out, "out");
   check_probs(op, "probs", probs, out, map);
+  if (residual.defined()) {
+    hidden_of(op, "residual", residual, map.tokens);
+    require_same_device(op, "residual", residual, out, "out");
+    require_dtype(op, "residual", residual, {out.dtype()});
+    if (residual.data_ptr() == out.data_ptr())
+      throw Error("ops::unpermute_forward: residual and out are one buffer; pass a separate out");
+  }
   if (is_cuda(op, out)) {
 #ifdef MOEBENCH_WITH_CUDA
     return cuda::unpermute_forward(bf16_ptr(out), bf16_ptr(expert_out), probs.data<float>(),
-                                   map.row_of_slot.data<int64_t>(), map.tokens, map.topk, hidden, current_stream());
+                                   map.row_of_slot.data<int64_t>(), residual.defined() ? bf16_ptr(residual) : nullptr,
+                                   map.tokens, map.topk, hidden, current_stream());
 #endif
   }
   if (out.dtype() == DType::F32)
-    return cpu::unpermute_forward(out.data<float>(), expert_out.data<float>(), probs.data<float>(),
-                                  map.row_id_map.data<int64_t>(), map.rows, map.tokens, map.topk, hidden);
-  cpu::unpermute_forward(out.data<double>(), expert_out.data<double>(), probs.data<double>(),
-                         map.row_id_map.data<int64_t>(), map.rows, map.tokens, map.topk, hidden);
+    cpu::unpermute_forward(out.data<float>(), expert_out.data<float>(), probs.data<float>(),
+                           map.row_id_map.data<int64_t>(), map.rows, map.tokens, map.topk, hidden);
+  else
+    cpu::unpermute_forward(out.data<double>(), expert_out.data<double>(), probs.data<double>(),
+                           map.row_id_map.data<int64_t>(), map.rows, map.tokens, map.topk, hidden);
+  if (residual.defined()) add_(out, residual);
 }
 
 void unpermute_backward(Tensor& dexpert_out, Tensor& dprobs, const Tensor& dout, const Tensor& expert_out,

@@ -92,10 +92,11 @@ void permute_backward(__nv_bfloat16* dinput, const __nv_bfloat16* dpermuted,
                       const std::int64_t* row_of_slot, std::int64_t tokens, std::int64_t topk,
                       std::int64_t hidden, cudaStream_t stream);
 
-// out[tokens, hidden] = sum over the token's kept slots of probs[slot] * expert_out[row].
+// out[tokens, hidden] = residual (nullable: none) + the sum over the
+// token's kept slots of probs[slot] * expert_out[row], rounded to bf16 once.
 void unpermute_forward(__nv_bfloat16* out, const __nv_bfloat16* expert_out, const float* probs,
-                       const std::int64_t* row_of_slot, std::int64_t tokens, std::int64_t topk,
-                       std::int64_t hidden, cudaStream_t stream);
+                       const std::int64_t* row_of_slot, const __nv_bfloat16* residual, std::int64_t tokens,
+                       std::int64_t topk, std::int64_t hidden, cudaStream_t stream);
 
 // dexpert_out[row, hidden] = probs[slot] * dout[token];
 // dprobs[tokens, topk] = dout[token] . expert_out[row], 0 for dropped slots.
@@ -127,7 +128,10 @@ PermuteMap sort_slots_by_expert(const Tensor& routing_map, std::int64_t num_expe
 void permute_forward(Tensor& permuted, const Tensor& input, const PermuteMap& map);
 void permute_backward(Tensor& dinput, const Tensor& dpermuted, const PermuteMap& map);
 // probs [tokens, topk] are f32 on CUDA (the activations' dtype on the CPU), as dprobs.
-void unpermute_forward(Tensor& out, const Tensor& expert_out, const Tensor& probs, const PermuteMap& map);
+// `residual` (undefined: none), like out, is added to it: the layer's
+// residual connection joins the combine.
+void unpermute_forward(Tensor& out, const Tensor& expert_out, const Tensor& probs, const PermuteMap& map,
+                       const Tensor& residual = Tensor());
 void unpermute_backward(Tensor& dexpert_out, Tensor& dprobs, const Tensor& dout, const Tensor& expert_out,
                         const Tensor& probs, const PermuteMap& map);
 

@@ -4,6 +4,7 @@
 
 #include "moebench/core/error.h"
 #include "moebench/model/moe/dispatch_arguments.h"
+#include "moebench/ops/elementwise.h"
 #include "moebench/ops/permute.h"
 
 namespace moebench::model {
@@ -125,8 +126,10 @@ Tensor AllGatherTokenDispatcher::dispatch(const Tensor& hidden, const Routing& r
                               handle);
 }
 
-Tensor AllGatherTokenDispatcher::combine(const Tensor& expert_out, Handle& handle) const {
-  return combine_postprocess(token_combine(combine_preprocess(expert_out, handle), handle), handle);
+Tensor AllGatherTokenDispatcher::combine(const Tensor& expert_out, Handle& handle, const Tensor& residual) const {
+  Tensor out = combine_postprocess(token_combine(combine_preprocess(expert_out, handle), handle), handle);
+  if (residual.defined()) ops::add_(out, residual);
+  return out;
 }
 
 Tensor AllGatherTokenDispatcher::combine_backward(const Tensor& dout, const Handle& handle,

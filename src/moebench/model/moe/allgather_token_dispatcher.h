@@ -52,8 +52,9 @@ class AllGatherTokenDispatcher {
 
   // hidden [N, h] -> expert_in [sum(tokens_per_local_expert), h], grouped by local expert.
   Tensor dispatch(const Tensor& hidden, const Routing& routing, Handle& handle) const;
-  // expert_out [sum(tokens_per_local_expert), h] -> out [N, h] = sum over kept slots of prob * row.
-  Tensor combine(const Tensor& expert_out, Handle& handle) const;
+  // expert_out [sum(tokens_per_local_expert), h] -> out [N, h] = sum over kept slots of prob * row,
+  // plus `residual` [N, h] when given (added after the exchange).
+  Tensor combine(const Tensor& expert_out, Handle& handle, const Tensor& residual = Tensor()) const;
   // dout [N, h] -> dexpert_out [sum(tokens_per_local_expert), h]; writes dprobs [N, topk].
   Tensor combine_backward(const Tensor& dout, const Handle& handle, Tensor& dprobs) const;
   // dexpert_in [sum(tokens_per_local_expert), h] -> dhidden [N, h].

@@ -5,6 +5,7 @@
 
 #include "moebench/core/error.h"
 #include "moebench/model/moe/dispatch_arguments.h"
+#include "moebench/ops/elementwise.h"
 #include "moebench/ops/permute.h"
 #include "moebench/ops/sort_chunks.h"
 
@@ -161,8 +162,10 @@ Tensor AllToAllTokenDispatcher::dispatch(const Tensor& hidden, const Routing& ro
                               handle);
 }
 
-Tensor AllToAllTokenDispatcher::combine(const Tensor& expert_out, Handle& handle) const {
-  return combine_postprocess(token_combine(combine_preprocess(expert_out, handle), handle), handle);
+Tensor AllToAllTokenDispatcher::combine(const Tensor& expert_out, Handle& handle, const Tensor& residual) const {
+  Tensor out = combine_postprocess(token_combine(combine_preprocess(expert_out, handle), handle), handle);
+  if (residual.defined()) ops::add_(out, residual);
+  return out;
 }
 
 Tensor AllToAllTokenDispatcher::combine_backward(const Tensor& dout, const Handle& handle,

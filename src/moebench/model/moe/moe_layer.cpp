@@ -81,7 +81,7 @@ MoELayer::MoELayer(const std::string& prefix, const config::ModelConfig& config,
 }
 
 Tensor MoELayer::forward(const Tensor& inp, int64_t batch, int64_t seq, Context& context,
-                         double& aux_loss) {
+                         double& aux_loss, const Tensor& residual) {
   const Routing routing = router.forward(inp, batch, seq, context.router, aux_loss);
   Tensor out = std::visit(
       [&](const auto& dispatcher) {
@@ -90,7 +90,7 @@ Tensor MoELayer::forward(const Tensor& inp, int64_t batch, int64_t seq, Context&
         const Tensor expert_in = dispatcher.dispatch(inp, routing, handle);
         const Tensor expert_out =
             experts.forward(expert_in, local_expert_counts(handle), device_counts(handle), context.experts);
-        return dispatcher.combine(expert_out, handle);
+        return dispatcher.combine(expert_out, handle, residual);
       },
       dispatcher_);
   if (shared_experts_) out = shared_experts_->forward(inp, context.shared, out);

@@ -66,9 +66,10 @@ class MoELayer {
   MoELayer(const std::string& prefix, const config::ModelConfig& config, uint64_t seed,
            const ModelConventions& conventions, const dist::ParallelState* parallel_state = nullptr);
 
-  // inp [B*S, h] -> out [B*S, h]; adds the router's aux losses to aux_loss.
-  Tensor forward(const Tensor& inp, int64_t batch, int64_t seq, Context& context,
-                 double& aux_loss);
+  // inp [B*S, h] -> out [B*S, h] (+ residual [B*S, h] when given, added by
+  // the token combine); adds the router's aux losses to aux_loss.
+  Tensor forward(const Tensor& inp, int64_t batch, int64_t seq, Context& context, double& aux_loss,
+                 const Tensor& residual = Tensor());
   Tensor backward(const Tensor& dout, const Context& context, double loss_scale);
 
   void collect(std::vector<Parameter*>& parameters);

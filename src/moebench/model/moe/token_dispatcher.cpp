@@ -23,11 +23,11 @@ Tensor SingleRankTokenDispatcher::dispatch_preprocess(const Tensor& hidden, cons
   return permuted;
 }
 
-Tensor SingleRankTokenDispatcher::combine_postprocess(const Tensor& expert_out,
-                                                      Handle& handle) const {
+Tensor SingleRankTokenDispatcher::combine_postprocess(const Tensor& expert_out, Handle& handle,
+                                                      const Tensor& residual) const {
   handle.expert_out = expert_out;
   Tensor out = ops::empty_like(expert_out, {handle.tokens, handle.hidden});
-  ops::unpermute_forward(out, expert_out, handle.probs, handle.map);
+  ops::unpermute_forward(out, expert_out, handle.probs, handle.map, residual);
   return out;
 }
 
@@ -36,8 +36,8 @@ Tensor SingleRankTokenDispatcher::dispatch(const Tensor& hidden, const Routing& 
   return dispatch_postprocess(token_dispatch(dispatch_preprocess(hidden, routing, handle)));
 }
 
-Tensor SingleRankTokenDispatcher::combine(const Tensor& expert_out, Handle& handle) const {
-  return combine_postprocess(token_combine(combine_preprocess(expert_out)), handle);
+Tensor SingleRankTokenDispatcher::combine(const Tensor& expert_out, Handle& handle, const Tensor& residual) const {
+  return combine_postprocess(token_combine(combine_preprocess(expert_out)), handle, residual);
 }
 
 Tensor SingleRankTokenDispatcher::combine_backward(const Tensor& dout, const Handle& handle,

@@ -35,8 +35,9 @@ class SingleRankTokenDispatcher {
 
   // hidden [N, h] -> permuted [rows, h], expert-sorted.
   Tensor dispatch(const Tensor& hidden, const Routing& routing, Handle& handle) const;
-  // expert_out [rows, h] -> out [N, h] = sum over kept slots of prob * row.
-  Tensor combine(const Tensor& expert_out, Handle& handle) const;
+  // expert_out [rows, h] -> out [N, h] = sum over kept slots of prob * row,
+  // plus `residual` [N, h] when given (added in the same kernel).
+  Tensor combine(const Tensor& expert_out, Handle& handle, const Tensor& residual = Tensor()) const;
   // dout [N, h] -> dexpert_out [rows, h]; writes dprobs [N, topk].
   Tensor combine_backward(const Tensor& dout, const Handle& handle, Tensor& dprobs) const;
   // dpermuted [rows, h] -> dhidden [N, h].
@@ -48,7 +49,7 @@ class SingleRankTokenDispatcher {
   Tensor dispatch_postprocess(const Tensor& received) const { return received; }
   Tensor combine_preprocess(const Tensor& expert_out) const { return expert_out; }
   Tensor token_combine(const Tensor& expert_out) const { return expert_out; }
-  Tensor combine_postprocess(const Tensor& expert_out, Handle& handle) const;
+  Tensor combine_postprocess(const Tensor& expert_out, Handle& handle, const Tensor& residual) const;
 
   int64_t num_experts_;
 };

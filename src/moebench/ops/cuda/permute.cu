@@ -171,11 +171,12 @@ __global__ void __launch_bounds__(kRowThreads)
   }
 }
 
-// out[token] = sum over kept slots j of weight_j * rows_in[row_j]; weight 1 without probs.
+// out[token] = residual[token] + sum over kept slots j of weight_j *
+// rows_in[row_j]; weight 1 without probs, no residual when it is null.
 __global__ void __launch_bounds__(kRowThreads)
     gather_rows_kernel(__nv_bfloat16* __restrict__ out, const __nv_bfloat16* __restrict__ rows_in,
                        const float* __restrict__ probs, const std::int64_t* __restrict__ row_of_slot,
-                       int topk, std::int64_t hidden) {
+                       const __nv_bfloat16* __restrict__ residual, int topk, std::int64_t hidden) {
   __shared__ std::int64_t rows[kMaxTopk];
   __shared__ float weights[kMaxTopk];
   const std::int64_t token = blockIdx.x;
@@ -187,6 +188,7 @@ __global__ void __launch_bounds__(kRowThreads)
   for (std::int64_t column = std::int64_t(threadIdx.x) * kPackSize; column < hidden;
        column += std::int64_t(blockDim.x) * kPackSize) {
     float sum[kPackSize] = {};
+    if (residual != nullptr) load_pack(sum, residual + token * hidden + column);
     for (int j = 0; j < topk; ++j) {
       if (rows[j] < 0) continue;
       float x[kPackSize];
@@ -284,17 +286,17 @@ void permute_backward(__nv_bfloat16* dinput, const __nv_bfloat16* dpermuted,
                       std::int64_t hidden, cudaStream_t stream) {
   check_rows("cuda::permute_backward", tokens, topk, hidden, {dinput, dpermuted});
   if (tokens == 0 || hidden == 0) return;
-  gather_rows_kernel<<<unsigned(tokens), kRowThreads, 0, stream>>>(dinput, dpermuted, nullptr, row_of_slot,
+  gather_rows_kernel<<<unsigned(tokens), kRowThreads, 0, stream>>>(dinput, dpermuted, nullptr, row_of_slot, nullptr,
                                                                     int(topk), hidden);
   MOEBENCH_CUDA_CHECK(cudaGetLastError());
 }
 
 void unpermute_forward(__nv_bfloat16* out, const __nv_bfloat16* expert_out, const float* probs,
-                       const std::int64_t* row_of_slot, std::int64_t tokens, std::int64_t topk,
-                       std::int64_t hidden, cudaStream_t stream) {
-  check_rows("cuda::unpermute_forward", tokens, topk, hidden, {out, expert_out});
+                       const std::int64_t* row_of_slot, const __nv_bfloat16* residual, std::int64_t tokens,
+                       std::int64_t topk, std::int64_t hidden, cudaStream_t stream) {
+  check_rows("cuda::unpermute_forward", tokens, topk, hidden, {out, expert_out, residual ? residual : out});
   if (tokens == 0 || hidden == 0) return;
-  gather_rows_kernel<<<unsigned(tokens), kRowThreads, 0, stream>>>(out, expert_out, probs, row_of_slot,
+  gather_rows_kernel<<<unsigned(tokens), kRowThreads, 0, stream>>>(out, expert_out, probs, row_of_slot, residual,
                                                                     int(topk), hidden);
   MOEBENCH_CUDA_CHECK(cudaGetLastError());
 }

@@ -64,6 +64,12 @@
 //     (the first flush after zero_grad) is its own kind: no staging and no
 //     mover, the accumulators stored straight into dw, and with the 128 KiB
 //     of staging free it reduces 64 rows per stage like the M-grouped kinds.
+//   - The sum of squares (version 2.4): the weight gradient optionally adds
+//     the sum of the squares of the dw values it leaves into a device double
+//     (per thread in fp32 per tile, in double across tiles, one atomic per
+//     warp), so the gradient norm need not read dw again. While summing, the
+//     adding kind also visits empty groups' tiles: their dw holds earlier
+//     micro-batches' sums, moved back unchanged.
 //   - The tensor maps are encoded on the host per call with
 //     cuTensorMapEncodeTiled, reached through cudaGetDriverEntryPointByVersion
 //     (the non-deprecated form of cudaGetDriverEntryPoint): no -lcuda.

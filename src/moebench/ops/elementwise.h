@@ -58,7 +58,10 @@ void fill(__nv_bfloat16* values, float value, std::int64_t n, cudaStream_t strea
 void cast(__nv_bfloat16* out, const float* inp, std::int64_t n, cudaStream_t stream);
 void cast(float* out, const __nv_bfloat16* inp, std::int64_t n, cudaStream_t stream);
 void cast(std::int32_t* out, const std::int64_t* inp, std::int64_t n, cudaStream_t stream);
-// As the CPU twins; copy_columns is one cudaMemcpy2DAsync of element size `element_bytes`.
+// As the CPU twins. copy_columns moves elements of `element_bytes` bytes in
+// one kernel, each thread a unit of the widest of 16, 8, 4, 2 or 1 bytes that
+// the addresses, row pitches and row length allow (cudaMemcpy2DAsync runs
+// narrow rows slowly on the copy engines).
 void copy_columns(void* dst, std::int64_t dst_width, std::int64_t dst_col, const void* src, std::int64_t src_width,
                   std::int64_t src_col, std::int64_t rows, std::int64_t count, std::int64_t element_bytes,
                   cudaStream_t stream);

@@ -3,7 +3,10 @@
 // Qwen2-MoE's sigmoid gate on the shared experts. bf16 storage, fp32 math.
 // Kernels (version 1): grid-stride loops, one element per thread; the gate
 // runs one block per token for its dot products and one thread per column
-// for the weight gradient (a fixed-order sum over the tokens).
+// for the weight gradient (a fixed-order sum over the tokens). Column copies
+// (version 2): one thread per 16-byte unit where the layout allows, instead
+// of cudaMemcpy2DAsync, whose narrow rows (MLA's 128-byte rope columns over
+// tokens x heads rows) the copy engines move slowly.
 // Build: nvcc -std=c++20 -O3 -gencode=arch=compute_90a,code=sm_90a -Isrc -c src/moebench/ops/cuda/elementwise.cu
 // Checked through tests/gpu/model_gpu_test.cpp (the model against the CPU engine).
 #include <algorithm>
@@ -45,6 +48,26 @@ __global__ void cast_bf16_f32_kernel(float* out, const __nv_bfloat16* inp, std::
 __global__ void cast_i64_i32_kernel(std::int32_t* out, const std::int64_t* inp, std::int64_t n) {
   MOEBENCH_GRID_STRIDE(i, n) out[i] = std::int32_t(inp[i]);
 }
+// One thread per Unit of a row of `units_per_row`: rows are `dst_pitch` and
+// `src_pitch` bytes apart.
+template <typename Unit>
+__global__ void copy_columns_kernel(char* dst, std::int64_t dst_pitch, const char* src, std::int64_t src_pitch,
+                                    std::int64_t units_per_row, std::int64_t total) {
+  MOEBENCH_GRID_STRIDE(i, total) {
+    const std::int64_t row = i / units_per_row, unit = i % units_per_row;
+    reinterpret_cast<Unit*>(dst + row * dst_pitch)[unit] = reinterpret_cast<const Unit*>(src + row * src_pitch)[unit];
+  }
+}
+
+template <typename Unit>
+void launch_copy_columns(char* dst, std::int64_t dst_pitch, const char* src, std::int64_t src_pitch,
+                         std::int64_t rows, std::int64_t row_bytes, cudaStream_t stream) {
+  const std::int64_t units_per_row = row_bytes / std::int64_t(sizeof(Unit)), total = rows * units_per_row;
+  copy_columns_kernel<Unit><<<grid_for(total), kThreads, 0, stream>>>(dst, dst_pitch, src, src_pitch, units_per_row,
+                                                                      total);
+  MOEBENCH_CUDA_CHECK(cudaGetLastError());
+}
+
 __global__ void add_columns_kernel(__nv_bfloat16* dst, std::int64_t dst_width, std::int64_t dst_col,
                                    const __nv_bfloat16* src, std::int64_t src_width, std::int64_t src_col,
                                    std::int64_t rows, std::int64_t count) {
@@ -143,11 +166,17 @@ void copy_columns(void* dst, std::int64_t dst_width, std::int64_t dst_col, const
                   std::int64_t src_col, std::int64_t rows, std::int64_t count, std::int64_t element_bytes,
                   cudaStream_t stream) {
   if (rows <= 0 || count <= 0) return;
-  MOEBENCH_CUDA_CHECK(cudaMemcpy2DAsync(static_cast<char*>(dst) + dst_col * element_bytes,
-                                        size_t(dst_width * element_bytes),
-                                        static_cast<const char*>(src) + src_col * element_bytes,
-                                        size_t(src_width * element_bytes), size_t(count * element_bytes),
-                                        size_t(rows), cudaMemcpyDeviceToDevice, stream));
+  char* d = static_cast<char*>(dst) + dst_col * element_bytes;
+  const char* s = static_cast<const char*>(src) + src_col * element_bytes;
+  const std::int64_t dst_pitch = dst_width * element_bytes, src_pitch = src_width * element_bytes;
+  const std::int64_t row_bytes = count * element_bytes;
+  const std::uint64_t widths = reinterpret_cast<std::uintptr_t>(d) | reinterpret_cast<std::uintptr_t>(s) |
+                               std::uint64_t(dst_pitch) | std::uint64_t(src_pitch) | std::uint64_t(row_bytes);
+  if (widths % 16 == 0) return launch_copy_columns<uint4>(d, dst_pitch, s, src_pitch, rows, row_bytes, stream);
+  if (widths % 8 == 0) return launch_copy_columns<uint2>(d, dst_pitch, s, src_pitch, rows, row_bytes, stream);
+  if (widths % 4 == 0) return launch_copy_columns<std::uint32_t>(d, dst_pitch, s, src_pitch, rows, row_bytes, stream);
+  if (widths % 2 == 0) return launch_copy_columns<std::uint16_t>(d, dst_pitch, s, src_pitch, rows, row_bytes, stream);
+  launch_copy_columns<std::uint8_t>(d, dst_pitch, s, src_pitch, rows, row_bytes, stream);
 }
 
 void add_columns(__nv_bfloat16* dst, std::int64_t dst_width, std::int64_t dst_col, const __nv_bfloat16* src,

@@ -11,6 +11,7 @@
 #include "moebench/dist/single_rank_communicator.h"
 #include "moebench/model/gpt_model.h"
 #include "moebench/model/moe/router.h"
+#include "tiny_moe_config.h"
 
 namespace moebench::model {
 namespace {
@@ -20,20 +21,7 @@ using config::ModelConfig;
 using config::ScoreFunction;
 
 ModelConfig tiny_config() {
-  ModelConfig m;
-  m.num_layers = 2;
-  m.hidden_size = 16;
-  m.ffn_hidden_size = 24;
-  m.num_attention_heads = 4;
-  m.num_query_groups = 2;
-  m.kv_channels = 4;
-  m.seq_length = 8;
-  m.vocab_size = m.padded_vocab_size = 32;
-  m.init_method_std = 0.2;  // large enough that routing and aux losses have real gradients
-  m.moe.num_experts = 4;
-  m.moe.ffn_hidden_size = 8;
-  m.moe.topk = 2;
-  m.moe.shared_expert_size = 8;
+  ModelConfig m = moebench::testing::tiny_moe_config();
   m.moe.shared_expert_gate = true;
   m.moe.is_moe_layer = {false, true};
   return m;

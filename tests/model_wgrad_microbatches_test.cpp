@@ -15,6 +15,7 @@
 #include "moebench/core/error.h"
 #include "moebench/model/gpt_model.h"
 #include "moebench/model/moe/grouped_experts.h"
+#include "tiny_moe_config.h"
 
 namespace moebench::model {
 namespace {
@@ -23,20 +24,7 @@ using config::ModelConfig;
 using ::testing::HasSubstr;
 
 ModelConfig tiny_config(int wgrad_microbatches) {
-  ModelConfig m;
-  m.num_layers = 2;
-  m.hidden_size = 16;
-  m.ffn_hidden_size = 24;
-  m.num_attention_heads = 4;
-  m.num_query_groups = 2;
-  m.kv_channels = 4;
-  m.seq_length = 8;
-  m.vocab_size = m.padded_vocab_size = 32;
-  m.init_method_std = 0.2;
-  m.moe.num_experts = 4;
-  m.moe.ffn_hidden_size = 8;
-  m.moe.topk = 2;
-  m.moe.shared_expert_size = 8;
+  ModelConfig m = moebench::testing::tiny_moe_config();
   m.moe.is_moe_layer = {true, true};
   m.moe.aux_loss_coeff = 0.1;
   m.moe.grouped_gemm = true;
